@@ -1,0 +1,127 @@
+"""Render the lab's files: model -> Jinja2 templates in files/ -> {node: {path: File}}.
+
+Templates live in files/<role>/ laid out like the files they produce on the node
+(files/tenant/etc/radvd.conf.j2 -> /etc/radvd.conf on blueVM and greenVM). A template's
+file mode is the rendered file's mode, so the seed's executable scripts stay executable.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+
+from lab.model import Lab, Node
+
+FILES = Path(__file__).resolve().parent.parent / "files"
+
+# Which template folders each role of node gets.
+ROLE_DIRS = {
+    "router": ("router", "vm"),
+    "tenant": ("tenant", "vm"),
+    "dhcp": ("dhcp",),
+    "client": ("client",),
+}
+
+
+@dataclass(frozen=True)
+class Form:
+    """Everything that differs between the VMs' files and the embedded lab's: the whole list.
+
+    - `ovs`: VLAN 7 on the tenants is the seed's OVS bridge + fake bridge + VXLAN tunnel on the
+      VMs; in namespaces a Linux bridge + kernel VXLAN device (no OVS datapath, no 802.1q).
+    - `bridge_nf_off`: br_netfilter is built into the host kernel and on in every namespace,
+      so the tenants' bridged frames would cross iptables unless switched off.
+    - `state_dir`: namespaces share the host's /run and /usr/local/bin, so every path a node
+      writes or runs (scripts, pid, lease, status files) lives under that node's own root,
+      `<state_dir>/<node>`. VMs and LXD containers have their own file systems: root is "".
+    """
+
+    substrate: str
+    ovs: bool
+    bridge_nf_off: bool
+    state_dir: str | None
+
+    def root(self, lab: Lab, node: Node) -> str:
+        if self.state_dir is None or (node.is_container and lab.containers.driver == "lxd"):
+            return ""
+        return f"{self.state_dir.format(lab=lab.name)}/{node.name}"
+
+
+FORMS = {
+    "vagrant": Form("vagrant", ovs=True, bridge_nf_off=False, state_dir=None),
+    "netns": Form("netns", ovs=False, bridge_nf_off=True, state_dir="/run/vxlab/{lab}"),
+}
+
+
+@dataclass(frozen=True)
+class File:
+    text: str
+    mode: int
+
+
+def environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(FILES),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+    )
+
+
+def context(lab: Lab, node: Node, form: Form) -> dict:
+    root = form.root(lab, node)
+    ctx: dict = {"lab": lab, "node": node, "form": form, "role": node.role,
+                 "path": lambda p: root + p}
+    if node.tenant:
+        t = lab.tenants[node.tenant]
+        peer = lab.peer(node.tenant)
+        ctx |= {"name": node.tenant, "t": t, "peer": peer}
+        if node.role == "dhcp":
+            ctx |= {"server": t.dhcp_server, "peer_server": lab.tenants[peer].dhcp_server}
+    return ctx
+
+
+def templates_for(role: str) -> list[tuple[str, Path]]:
+    """(path on the node, template file) for every template of a role, sorted by path."""
+    out = []
+    for d in ROLE_DIRS[role]:
+        base = FILES / d
+        for tpl in sorted(base.rglob("*.j2")):
+            out.append(("/" + str(tpl.relative_to(base))[: -len(".j2")], tpl))
+    return sorted(out)
+
+
+def render_node(lab: Lab, node: Node, form: Form, env: jinja2.Environment | None = None
+                ) -> dict[str, File]:
+    env = env or environment()
+    ctx = context(lab, node, form)
+    files = {}
+    for path, tpl in templates_for(node.role):
+        text = env.get_template(str(tpl.relative_to(FILES))).render(ctx)
+        files[path] = File(text, tpl.stat().st_mode & 0o777)
+    return files
+
+
+def render(lab: Lab, form: Form | str) -> dict[str, dict[str, File]]:
+    """Every node's files, keyed by node name then by absolute path on the node."""
+    form = FORMS[form] if isinstance(form, str) else form
+    env = environment()
+    return {n.name: render_node(lab, n, form, env) for n in lab.nodes()}
+
+
+def write(rendered: dict[str, dict[str, File]], out: Path) -> list[Path]:
+    """Write DIR/<node>/<path> for every file, with its mode; returns what was written."""
+    written = []
+    for node, files in rendered.items():
+        for path, f in files.items():
+            dest = out / node / path.lstrip("/")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_text(f.text)
+            os.chmod(dest, f.mode)
+            written.append(dest)
+    return written

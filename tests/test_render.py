@@ -1,0 +1,161 @@
+"""Rendering: the default lab gives the seed's files (golden, typed from the seed with its
+slips fixed), byte-identical on every run; a changed lab renders consistently."""
+
+import dataclasses
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lab import model, render
+
+GOLDEN = Path(__file__).parent / "golden"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def golden_files(substrate: str) -> dict[str, dict[str, Path]]:
+    out: dict[str, dict[str, Path]] = {}
+    for f in sorted((GOLDEN / substrate).rglob("*")):
+        if f.is_file():
+            node, *rest = f.relative_to(GOLDEN / substrate).parts
+            out.setdefault(node, {})["/" + "/".join(rest)] = f
+    return out
+
+
+@pytest.mark.parametrize("substrate", ["vagrant", "netns"])
+def test_default_lab_renders_the_golden_files(substrate):
+    """golden/vagrant: the seed's files; golden/netns: only the files the embedded lab's
+    form changes (render.Form), the rest being the VMs' own."""
+    rendered = render.render(model.load(), substrate)
+    golden = golden_files("vagrant")
+    for node, files in golden_files(substrate).items():
+        golden[node].update(files)
+    assert {n: sorted(f) for n, f in rendered.items()} == {n: sorted(f) for n, f in golden.items()}
+    for node, files in golden.items():
+        for path, expected in files.items():
+            got = rendered[node][path]
+            assert got.text == expected.read_text(), f"{node}:{path} differs from {expected}"
+            assert got.mode == expected.stat().st_mode & 0o777, f"{node}:{path} mode"
+
+
+def test_the_seeds_files_are_all_there():
+    rendered = render.render(model.load(), "vagrant")
+    assert set(rendered["routerVM"]) == {
+        "/etc/iproute2/rt_tables", "/etc/network/interfaces", "/etc/iptables/rules.v4",
+        "/etc/iptables/rules.v6", "/etc/sysctl.conf"}
+    for vm in ("blueVM", "greenVM"):
+        assert set(rendered[vm]) == {
+            "/etc/network/interfaces", "/etc/sysctl.conf", "/etc/radvd.conf",
+            "/etc/keepalived/keepalived.conf", "/usr/local/bin/keepalived_check_ipv4.sh",
+            "/usr/local/bin/keepalived_check_ipv6.sh", "/usr/local/bin/keepalived_notify.sh"}
+        for script in ("check_ipv4", "check_ipv6", "notify"):
+            assert rendered[vm][f"/usr/local/bin/keepalived_{script}.sh"].mode == 0o755
+    for c in ("blueDHCP", "greenDHCP"):
+        assert set(rendered[c]) == {"/etc/network/interfaces", "/etc/default/isc-dhcp-server",
+                                    "/etc/dhcp/dhcpd.conf"}
+
+
+def test_netns_paths_are_per_node():
+    lab = model.load()
+    files = render.render(lab, "netns")
+    conf = files["blueVM"]["/etc/keepalived/keepalived.conf"].text
+    assert 'script "/run/vxlab/vxlab/blueVM/usr/local/bin/keepalived_check_ipv4.sh"' in conf
+    assert "/run/vxlab/vxlab/greenVM/var/run/keepalived_status" in (
+        files["greenVM"]["/usr/local/bin/keepalived_notify.sh"].text)
+    assert "ovs_type" not in files["blueVM"]["/etc/network/interfaces"].text
+
+
+def test_render_task_writes_tree_byte_identical_and_nothing_on_bad_input(tmp_path):
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "invoke", "render", *args],
+                              cwd=ROOT, capture_output=True, text=True)
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    r1, _ = run("--out", str(a)), run("--out", str(b))
+    assert r1.returncode == 0, r1.stderr
+    assert (a / "routerVM/etc/iptables/rules.v4").is_file()
+    assert str(a / "routerVM/etc/iptables/rules.v4") in r1.stdout
+    files_a = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    files_b = sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
+    assert files_a == files_b and len(files_a) == 29
+    for f in files_a:
+        assert (a / f).read_bytes() == (b / f).read_bytes()
+    assert (a / "blueVM/usr/local/bin/keepalived_notify.sh").stat().st_mode & 0o777 == 0o755
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(model.DEFAULT_LAB.read_text().replace("vrrp_priority: 221", "vrrp_priority: 220"))
+    c = tmp_path / "c"
+    r3 = run("--out", str(c), "--lab", str(bad))
+    assert r3.returncode == 2
+    assert "tenants.green.vrrp_priority: must differ" in r3.stderr
+    assert not c.exists()
+
+
+# -- a changed lab renders consistently ----------------------------------------------------
+
+def _changed_lab(third_octet: int, vip_host: int, clients: int, prio: tuple[int, int]):
+    data = yaml.safe_load(model.DEFAULT_LAB.read_text())
+    net = f"10.{third_octet}.7"
+    data["shared_vlan"]["ipv4"] = f"{net}.0/24"
+    for name, host, dhcp in (("blue", 220, 250), ("green", 221, 251)):
+        t = data["tenants"][name]
+        t["svi"]["ipv4"] = f"{net}.{host}/24"
+        t["dhcp_server"]["ipv4"] = f"{net}.{dhcp}/24"
+        t["clients"] = [f"{name}C{i}" for i in range(clients)]
+    data["tenants"]["blue"]["vrrp_priority"], data["tenants"]["green"]["vrrp_priority"] = prio
+    data["vrrp"]["instances"]["ipv4"]["vip"] = f"{net}.{vip_host}/24"
+    data["dhcp"]["range"] = {"first": f"{net}.10", "last": f"{net}.90"}
+    return model.parse(yaml.safe_dump(data))
+
+
+@settings(max_examples=15, deadline=None)
+@given(third_octet=st.integers(0, 255), vip_host=st.integers(100, 200),
+       clients=st.integers(0, 4),
+       prio=st.tuples(st.integers(1, 254), st.integers(1, 254)).filter(lambda p: p[0] != p[1]))
+def test_changed_lab_renders_consistently(third_octet, vip_host, clients, prio):
+    lab = _changed_lab(third_octet, vip_host, clients, prio)
+    files = render.render(lab, "vagrant")
+    vip = str(lab.vrrp.instances.ipv4.vip.ip)
+    net = lab.shared_vlan.ipv4
+    assert set(files) == {n.name for n in lab.nodes()}
+    assert len([n for n in lab.nodes() if n.role == "client"]) == 2 * clients
+    for t in lab.tenants.values():
+        conf = files[t.vm]["/etc/keepalived/keepalived.conf"].text
+        assert f"priority {t.vrrp_priority}\n" in conf
+        assert f"                {lab.vrrp.instances.ipv4.vip}\n" in conf
+        dhcpd = files[t.dhcp_server.name]["/etc/dhcp/dhcpd.conf"].text
+        assert f"option routers {vip};" in dhcpd
+        assert f"subnet {net.network_address} netmask 255.255.255.0" in dhcpd
+        assert f"gateway {vip}\n" in files[t.dhcp_server.name]["/etc/network/interfaces"].text
+        assert f"-s {net} -j MARK --set-mark {t.fwmark}" in files["routerVM"]["/etc/iptables/rules.v4"].text
+        assert "192.0.2." not in dhcpd
+    router = files["routerVM"]["/etc/network/interfaces"].text
+    assert f"post-up ip route replace {net} via 172.16.220.2 dev $IFACE table blue" in router
+
+
+def test_no_value_of_the_default_lab_is_hard_coded_in_templates():
+    """Templates take every address and number from the model: none of the seed's appears."""
+    seed_values = ["192.0.2", "172.16.", "2001:db8", "fe80:", "9.9.9.9", "2620:fe", "enp0s6",
+                   "sw-vlan7", "C-3PO", "vxlanBlue", "220", "221", "222", " 74", " 76", "519",
+                   "520", "9000", "9054", "failover-partner", "VXLAN_7", "vrrp_group"]
+    for tpl in render.FILES.rglob("*.j2"):
+        code = "\n".join(line for line in tpl.read_text().splitlines()
+                         if not line.lstrip().startswith(("#", "!")))
+        for v in seed_values:
+            assert v not in code, f"{tpl.relative_to(render.FILES)} hard-codes {v!r}"
+
+
+def test_form_roots():
+    lab = model.load()
+    netns = render.FORMS["netns"]
+    assert netns.root(lab, lab.node("blueVM")) == "/run/vxlab/vxlab/blueVM"
+    assert netns.root(lab, lab.node("blueC0")) == ""  # LXD container: its own file system
+    light = lab.model_copy(update={"containers": lab.containers.model_copy(update={"driver": "netns"})})
+    assert netns.root(light, light.node("blueC0")) == "/run/vxlab/vxlab/blueC0"
+    assert render.FORMS["vagrant"].root(lab, lab.node("blueVM")) == ""
+    assert dataclasses.replace(netns, state_dir="/tmp/x/{lab}").root(lab, lab.node("routerVM")) \
+        == "/tmp/x/vxlab/routerVM"

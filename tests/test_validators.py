@@ -11,9 +11,9 @@ import uuid
 from pathlib import Path
 
 import pytest
+from conftest import needs_root
 
 from lab import model, render
-from conftest import needs_root
 
 pytestmark = needs_root("keepalived", "dhcpd", "radvd", "iptables-restore", "ifup", "ip")
 

@@ -1,13 +1,17 @@
-"""vxlab tasks: `invoke --list`. Thin: parse arguments, call the library in lab/."""
+"""vxlab tasks (`invoke --list`). Thin: parse arguments, call the library in lab/."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from invoke import Collection, Exit, task
 
-from lab import model
+from lab import commands, model
+from lab.commands import UsageError
 from lab.render import FORMS, render, write
+
+LAB = "lab description (default: lab.yaml)"
 
 
 def _load(lab_file: str | None) -> model.Lab:
@@ -17,13 +21,33 @@ def _load(lab_file: str | None) -> model.Lab:
         raise Exit(f"invalid lab description:\n{e}", code=2) from None
 
 
+def _lab(lab_file, substrate=None, driver=None, need_up=True):
+    try:
+        return commands.select(_load(lab_file), substrate, driver, need_up)
+    except UsageError as e:
+        raise Exit(str(e), code=2) from None
+
+
+def _say(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def _guard(fn, *args):
+    """Run a library call; turn its expected failures into a one-line error and exit code."""
+    try:
+        return fn(*args)
+    except UsageError as e:
+        raise Exit(str(e), code=2) from None
+    except (RuntimeError, TimeoutError) as e:
+        raise Exit(f"error: {e}", code=1) from None
+
+
 def _not_yet(what: str, issue: int):
     raise Exit(f"{what}: not built yet (issue #{issue})", code=3)
 
 
-@task(name="render", help={"lab": "lab description (default: lab.yaml)",
-            "substrate": "vagrant (the VMs' files) or netns (the embedded lab's)",
-            "out": "directory to write DIR/<node>/<path on the node> into"})
+@task(name="render", help={"lab": LAB, "out": "directory to write DIR/<node>/<path on the node>",
+                           "substrate": "vagrant (the VMs' files) or netns (the embedded lab's)"})
 def render_(c, out, lab=None, substrate="vagrant"):
     """Render every node's files from the lab description."""
     if substrate not in FORMS:
@@ -33,34 +57,79 @@ def render_(c, out, lab=None, substrate="vagrant"):
         print(path)
 
 
-@task
-def up(c):
-    """Build and provision the embedded lab, wait until it has converged."""
-    _not_yet("up", 3)
+@task(help={"lab": LAB, "driver": "containers: lxd (default in lab.yaml) or netns (light)",
+            "timeout": "seconds to wait for convergence"})
+def up(c, lab=None, driver=None, timeout=120):
+    """Build and provision the embedded lab; wait until it has converged."""
+    if driver not in (None, "lxd", "netns"):
+        raise Exit("--driver must be lxd or netns", code=2)
+    elab = _lab(lab, "netns", driver, need_up=False)
+    took = _guard(elab.up, _say, float(timeout))
+    print(f"lab {elab.lab.name} is up and converged in {took:.1f} s "
+          f"({elab.driver} containers); try `invoke status`")
+
+
+@task(help={"lab": LAB})
+def down(c, lab=None):
+    """Remove everything the lab made (also after a failed or interrupted up)."""
+    elab = _lab(lab, "netns", need_up=False)
+    removed = _guard(elab.down, _say)
+    print(f"lab {elab.lab.name}: " + ("removed" if removed else "nothing to remove"))
+
+
+@task(help={"lab": LAB, "json": "print JSON instead of a table"})
+def status(c, lab=None, json=False):
+    """Nodes, containers, daemons, VRRP state, DHCP failover state, leases."""
+    st = _guard(commands.status, _lab(lab))
+    print(commands.status_json(st) if json else commands.status_table(st))
+
+
+@task(name="provision", help={"lab": LAB})
+def provision_(c, lab=None):
+    """Converge the running lab to the lab description (re-apply what changed only)."""
+    elab = _lab(lab)
+    took = _guard(elab.up, _say)
+    print(f"converged in {took:.1f} s")
+
+
+@task(name="exec", help={"node": "a node of the lab (routerVM, blueC1, internet, ...)"})
+def exec_(c, node, lab=None):
+    """Run a command on a node: invoke exec NODE -- CMD [ARG...]; exits with its code."""
+    rc = _guard(commands.exec_, _lab(lab), node, commands.argv_after_dashes())
+    sys.exit(rc)
+
+
+@task(help={"node": "a node of the lab"})
+def shell(c, node, lab=None):
+    """An interactive shell on a node."""
+    sys.exit(_guard(commands.shell, _lab(lab), node))
+
+
+@task(positional=["node", "service"],
+      help={"node": "a node of the lab", "service": "one of its daemons (default: all)",
+            "lines": "how many lines"})
+def logs(c, node, service=None, lab=None, lines=50):
+    """A node's daemon logs."""
+    print(_guard(commands.logs, _lab(lab), node, service, int(lines)))
+
+
+@task(help={"node": "a node of the lab", "iface": "interface on that node",
+            "write": "pcap file to write (default: print packets live)",
+            "count": "stop after this many packets"})
+def capture(c, node, iface, write=None, count=None, lab=None):
+    """tcpdump on a node's interface, live or to a pcap file."""
+    sys.exit(_guard(commands.capture, _lab(lab), node, iface, write, count))
 
 
 @task
-def down(c):
-    """Remove everything the lab made."""
-    _not_yet("down", 3)
-
-
-@task
-def status(c):
-    """Nodes, containers, daemons, VRRP state, leases."""
-    _not_yet("status", 3)
-
-
-@task(name="exec")
-def exec_(c, node):
-    """Run a command on a node: invoke exec NODE -- CMD..."""
-    _not_yet("exec", 3)
-
-
-@task(name="provision")
-def provision_(c):
-    """Converge a running lab to the lab description."""
-    _not_yet("provision", 3)
+def doctor(c):
+    """Check what this host needs for the embedded lab, and say how to fix each."""
+    bad = 0
+    for check, ok, fix in commands.doctor():
+        print(f"{'ok ' if ok else 'BAD'}  {check}" + ("" if ok else f"  -> {fix}"))
+        bad += not ok
+    if bad:
+        raise Exit(f"{bad} problem(s)", code=1)
 
 
 @task(name="connectivity")
@@ -81,7 +150,7 @@ def box_build(c):
     _not_yet("box.build", 5)
 
 
-ns = Collection(render_, up, down, status, exec_, provision_)
+ns = Collection(render_, up, down, status, provision_, exec_, shell, logs, capture, doctor)
 ns.add_collection(Collection("test", test_connectivity))
 ns.add_collection(Collection("failover", failover_green))
 ns.add_collection(Collection("box", box_build))

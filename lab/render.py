@@ -37,6 +37,8 @@ class Form:
     - `state_dir`: namespaces share the host's /run and /usr/local/bin, so every path a node
       writes or runs (scripts, pid, lease, status files) lives under that node's own root,
       `<state_dir>/<node>`. VMs and LXD containers have their own file systems: root is "".
+    - light containers (container driver `netns`) also get files/light/: they share the
+      host's /etc, so dhclient runs with the lab's own script, not Debian's.
     """
 
     substrate: str
@@ -48,6 +50,13 @@ class Form:
         if self.state_dir is None or (node.is_container and lab.containers.driver == "lxd"):
             return ""
         return f"{self.state_dir.format(lab=lab.name)}/{node.name}"
+
+    def light(self, lab: Lab, node: Node) -> bool:
+        """The node is a container that is only a namespace."""
+        return self.state_dir is not None and node.is_container and lab.containers.driver == "netns"
+
+    def dirs(self, lab: Lab, node: Node) -> tuple[str, ...]:
+        return ROLE_DIRS[node.role] + (("light",) if self.light(lab, node) else ())
 
 
 FORMS = {
@@ -86,10 +95,10 @@ def context(lab: Lab, node: Node, form: Form) -> dict:
     return ctx
 
 
-def templates_for(role: str) -> list[tuple[str, Path]]:
-    """(path on the node, template file) for every template of a role, sorted by path."""
+def templates_in(dirs: tuple[str, ...]) -> list[tuple[str, Path]]:
+    """(path on the node, template file) for every template of these folders, by path."""
     out = []
-    for d in ROLE_DIRS[role]:
+    for d in dirs:
         base = FILES / d
         for tpl in sorted(base.rglob("*.j2")):
             out.append(("/" + str(tpl.relative_to(base))[: -len(".j2")], tpl))
@@ -98,10 +107,14 @@ def templates_for(role: str) -> list[tuple[str, Path]]:
 
 def render_node(lab: Lab, node: Node, form: Form, env: jinja2.Environment | None = None
                 ) -> dict[str, File]:
+    return render_dirs(form.dirs(lab, node), context(lab, node, form), env)
+
+
+def render_dirs(dirs: tuple[str, ...], ctx: dict, env: jinja2.Environment | None = None
+                ) -> dict[str, File]:
     env = env or environment()
-    ctx = context(lab, node, form)
     files = {}
-    for path, tpl in templates_for(node.role):
+    for path, tpl in templates_in(dirs):
         text = env.get_template(str(tpl.relative_to(FILES))).render(ctx)
         files[path] = File(text, tpl.stat().st_mode & 0o777)
     return files

@@ -120,6 +120,7 @@ def test_shell_scripts_parse(tree):
 def test_rt_tables_names_resolve(tree, netns, tmp_path):
     """The router's table names work through `ip netns exec`'s /etc/netns overlay."""
     _, root = tree
+    made_etc_netns = not Path("/etc/netns").exists()
     etc = Path("/etc/netns") / netns / "iproute2"
     etc.mkdir(parents=True)
     try:
@@ -132,3 +133,5 @@ def test_rt_tables_names_resolve(tree, netns, tmp_path):
         assert "unreachable default" in out
     finally:
         subprocess.run(["rm", "-rf", str(Path("/etc/netns") / netns)], check=True)
+        if made_etc_netns:
+            Path("/etc/netns").rmdir()

@@ -1,0 +1,212 @@
+"""What the tasks do, as library functions: tasks.py only parses arguments and calls these."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from lab import internet, model, state
+from lab.embedded import EmbeddedLab
+from lab.substrate.base import Node, Service
+from lab.substrate.netns import NetnsNode, sh
+
+
+class UsageError(Exception):
+    """A request that cannot be served; the message says what to do instead."""
+
+
+def select(lab: model.Lab, substrate: str | None = None, driver: str | None = None,
+           need_up: bool = True) -> EmbeddedLab:
+    """The lab the tasks act on: the embedded one if it is up (or asked for)."""
+    if substrate == "vagrant":
+        raise UsageError("the Vagrant substrate is not built yet (issue #5)")
+    elab = EmbeddedLab(lab, driver)
+    if need_up and not elab.is_up():
+        raise UsageError(f"no lab {lab.name!r} is up: start the embedded one with `invoke up`")
+    return elab
+
+
+def node_of(elab: EmbeddedLab, name: str) -> Node:
+    if name not in elab.names():
+        raise UsageError(f"no node {name!r}; nodes: {', '.join(elab.names())}")
+    return elab.node(name)
+
+
+def argv_after_dashes(argv: list[str] | None = None) -> list[str]:
+    """The command after `--`, as typed (invoke itself keeps only a joined string)."""
+    argv = sys.argv if argv is None else argv
+    if "--" not in argv:
+        return []
+    return argv[argv.index("--") + 1:]
+
+
+def exec_(elab: EmbeddedLab, name: str, command: list[str]) -> int:
+    if not command:
+        raise UsageError("say what to run: invoke exec NODE -- CMD [ARG...]")
+    return subprocess.call(node_of(elab, name).interactive(command))
+
+
+def shell(elab: EmbeddedLab, name: str) -> int:
+    env = {**os.environ, "PS1": f"[{elab.lab.name}] {name}:\\w# "}
+    return subprocess.call(node_of(elab, name).interactive(["bash", "--norc", "-i"]), env=env)
+
+
+def services_of(elab: EmbeddedLab, name: str) -> list[Service]:
+    from provision import client, dhcp, tenant
+
+    node = node_of(elab, name)
+    if name == "internet":
+        return internet.services(node)
+    if name == "dsw-host":
+        return []
+    spec = elab.lab.node(name)
+    target = _target(elab, spec, node)
+    if spec.role == "tenant":
+        return list(tenant.services(target))
+    if spec.role == "dhcp":
+        return [dhcp.dhcpd(target)]
+    if spec.role == "client" and target.light:
+        return [client.dhclient(target)]
+    return []
+
+
+def _target(elab, spec, node):
+    from lab.render import render_node
+    from provision import Target
+
+    return Target(elab.lab, spec, node, render_node(elab.lab, spec, elab.form),
+                  light=elab.form.light(elab.lab, spec))
+
+
+def logs(elab: EmbeddedLab, name: str, service: str | None, lines: int) -> str:
+    node = node_of(elab, name)
+    svcs = services_of(elab, name)
+    if service:
+        svcs = [s for s in svcs if s.name == service]
+        if not svcs:
+            raise UsageError(f"{name} has no service {service!r}; it has: "
+                             f"{', '.join(s.name for s in services_of(elab, name)) or 'none'}")
+    out = []
+    for s in svcs:
+        if isinstance(node, NetnsNode):
+            text = node.log(s).read_text(errors="replace") if node.log(s).exists() else ""
+        else:
+            text = node.run(["journalctl", "-u", s.unit or s.name, "--no-pager", "-n", str(lines)],
+                            check=False).out
+        out.append(f"==> {name} {s.name} <==\n" + "\n".join(text.splitlines()[-lines:]))
+    return "\n".join(out)
+
+
+def capture(elab: EmbeddedLab, name: str, iface: str, write: str | None, count: int | None) -> int:
+    argv = ["tcpdump", "-n", "-i", iface, *(["-c", str(count)] if count else [])]
+    node = node_of(elab, name)
+    if not write:
+        return subprocess.call(node.interactive([*argv, "-l"]))
+    with open(write, "wb") as f:  # the pcap comes out on stdout: written on this host
+        return subprocess.call(node.interactive([*argv, "-U", "-w", "-"]), stdout=f)
+
+
+# -- status -----------------------------------------------------------------------------------
+
+def status(elab: EmbeddedLab) -> dict:
+    """Nodes, containers, daemons, VRRP state, leases: a dict (printed as table or JSON)."""
+    lab = elab.lab
+    holders = state.vip_holders(lab, elab.node)
+    nodes = []
+    for name in elab.names():
+        node = elab.node(name)
+        kind = "LXD container" if type(node).__name__ == "LxdNode" else "namespace"
+        row: dict = {"node": name, "kind": kind,
+                     "services": {s.name: ("running" if node.running(s) else "DEAD")
+                                  for s in services_of(elab, name)}}
+        spec = None if name in ("internet", "dsw-host") else lab.node(name)
+        if spec and spec.role == "tenant":
+            held = holders[spec.tenant]
+            row["vrrp"] = "MASTER" if len(held) == 2 else ("BACKUP" if not held else "SPLIT")
+            row["vips"] = held
+        if spec and spec.role == "dhcp":
+            row["failover"] = state.dhcp_failover_state(node)
+        if spec and spec.role == "client":
+            s = state.client_state(lab, name, node)
+            row |= {"ipv4": s.ipv4, "gateway4": s.gateway4, "slaac": s.slaac, "gateway6": s.gateway6}
+        nodes.append(row)
+    problems = elab.problems()
+    return {"lab": lab.name, "driver": elab.driver, "converged": not problems,
+            "problems": problems, "nodes": nodes}
+
+
+def status_table(st: dict) -> str:
+    lines = [f"lab {st['lab']} (embedded, {st['driver']} containers): "
+             + ("converged" if st["converged"] else "NOT converged")]
+    rows = [("NODE", "KIND", "SERVICES", "STATE")]
+    for n in st["nodes"]:
+        services = " ".join(f"{k}:{v}" for k, v in n["services"].items()) or "-"
+        if "vrrp" in n:
+            what = f"VRRP {n['vrrp']} {' '.join(n['vips'])}".strip()
+        elif "failover" in n:
+            what = f"DHCP failover {n['failover']}"
+        elif "ipv4" in n:
+            what = f"{n['ipv4']} via {n['gateway4']}; {n['slaac']} via {n['gateway6']}"
+        else:
+            what = ""
+        rows.append((n["node"], n["kind"], services, what))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, [*widths, 0], strict=False)).rstrip()
+              for r in rows]
+    lines += [f"  problem: {p}" for p in st["problems"]]
+    return "\n".join(lines)
+
+
+def status_json(st: dict) -> str:
+    return json.dumps(st, indent=2)
+
+
+# -- doctor -------------------------------------------------------------------------------------
+
+TOOLS = {  # command: Debian package
+    "ip": "iproute2", "ifup": "ifupdown", "iptables-restore": "iptables", "conntrack": "conntrack",
+    "keepalived": "keepalived", "radvd": "radvd", "dhcpd": "isc-dhcp-server",
+    "dhclient": "isc-dhcp-client", "dnsmasq": "dnsmasq-base", "tcpdump": "tcpdump",
+    "ping": "iputils-ping", "curl": "curl", "lxd": "lxd", "lxc": "lxd-client",
+    "mmdebstrap": "mmdebstrap",
+}
+
+
+def doctor() -> list[tuple[str, bool, str]]:
+    """(check, ok, how to fix) for what the embedded lab needs from this host."""
+    out = [("running as root", os.geteuid() == 0, "run the tasks as root (sudo -E invoke ...)")]
+    for tool, pkg in TOOLS.items():
+        out.append((f"command {tool}", shutil.which(tool) is not None, f"apt-get install {pkg}"))
+    probe = f"vxlabdoctor{os.getpid()}"
+    if os.geteuid() == 0 and shutil.which("ip"):
+        made = sh(["ip", "netns", "add", probe], check=False).ok
+        out.append(("network namespaces", made, "a kernel with CONFIG_NET_NS"))
+        if made:
+            try:
+                for kind, args in (("veth", ["type", "veth"]), ("bridge", ["type", "bridge"]),
+                                   ("vxlan", ["type", "vxlan", "id", "7", "dstport", "4789"])):
+                    ok = sh(["ip", "-n", probe, "link", "add", f"t-{kind}", *args], check=False).ok
+                    out.append((f"kernel {kind} links", ok, f"modprobe {kind}"))
+            finally:
+                sh(["ip", "netns", "del", probe], check=False)
+    cg = Path("/sys/fs/cgroup/cgroup.controllers").exists()
+    out.append(("cgroup v2 (LXD containers)", cg, "boot with systemd.unified_cgroup_hierarchy=1, or use "
+                "--driver netns"))
+    for profile in ("usr.sbin.dhcpd", "sbin.dhclient", "usr.sbin.dhclient"):
+        enforced = _apparmor_enforced(profile)
+        out.append((f"AppArmor {profile} not enforced", not enforced,
+                    f"aa-complain /etc/apparmor.d/{profile} (it denies the lab's per-node paths)"))
+    return out
+
+
+def _apparmor_enforced(profile: str) -> bool:
+    try:
+        text = Path("/sys/kernel/security/apparmor/profiles").read_text()
+    except OSError:
+        return False
+    name = "/" + profile.replace(".", "/")
+    return any(line.startswith(name + " ") and "(enforce)" in line for line in text.splitlines())

@@ -1,0 +1,100 @@
+"""The lab's LXD containers as substrate nodes: one LXD daemon per tenant namespace.
+
+Instances are named `<lab>-<node>` (names must be unique across daemons and labs); inside,
+each keeps its seed name as host name. Services are the containers' own systemd units.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from lab import model
+from lab.containers.lxd import LxdContainer, LxdDaemon, ensure_image
+from lab.substrate.base import CommandError, Result, Service
+from lab.substrate.netns import NetnsLab
+
+
+class LxdNode:
+    """A container of the lab, reached through pylxd."""
+
+    root = ""
+
+    def __init__(self, name: str, container: LxdContainer):
+        self.name = name
+        self.container = container
+
+    def run(self, argv: Sequence[str], *, input: str | None = None, check: bool = True,
+            timeout: float = 60) -> Result:
+        rc, out, err = self.container.run(list(argv), input=input.encode() if input else None,
+                                          timeout=timeout)
+        r = Result(tuple(argv), rc, out, err)
+        if check and not r.ok:
+            raise CommandError(self.name, r)
+        return r
+
+    def put(self, path: str, data: str | bytes, mode: int = 0o644) -> bool:
+        data = data.encode() if isinstance(data, str) else data
+        old = self.read(path)
+        if old is not None and old.encode() == data:
+            return False
+        self.container.put(path, data, mode)
+        return True
+
+    def read(self, path: str) -> str | None:
+        try:
+            return self.container.get(path).decode(errors="replace")
+        except Exception:  # pylxd: NotFound, or an error reply for a missing file
+            return None
+
+    def interactive(self, argv: Sequence[str]) -> list[str]:
+        # pylxd has no terminal: the lxc client, on this daemon's socket
+        return ["env", f"LXD_DIR={self.container.daemon.lxd_dir}", "lxc", "exec",
+                self.container.name, "--", *argv]
+
+    def running(self, service: Service) -> bool:
+        return self.run(["systemctl", "is-active", "--quiet", service.unit or service.name],
+                        check=False).ok
+
+    def start(self, service: Service, restart: bool = False) -> None:
+        unit = service.unit or service.name
+        # enabled too, so that it comes back when the container restarts
+        self.run(["systemctl", "enable", "--now", unit])
+        if restart:
+            self.run(["systemctl", "restart", unit])
+
+    def stop(self, service: Service) -> None:
+        self.run(["systemctl", "stop", service.unit or service.name], check=False)
+
+
+class TenantLxd:
+    """The LXD daemon in one tenant's namespace and that tenant's containers."""
+
+    def __init__(self, lab: model.Lab, tenant: str, net: NetnsLab):
+        self.lab = lab
+        self.tenant = tenant
+        self.daemon = LxdDaemon(net.ns(lab.tenants[tenant].vm), net.state / f"lxd-{tenant}")
+
+    def instance(self, name: str) -> str:
+        return f"{self.lab.name}-{name}"
+
+    def node(self, name: str) -> LxdNode:
+        return LxdNode(name, LxdContainer(self.daemon, self.instance(name)))
+
+    def up(self, progress: Callable[[str], None]) -> None:
+        image = ensure_image(progress=progress)
+        self.daemon.start()
+        self.daemon.init(bridge=self.lab.shared_vlan.bridge, mtu=self.lab.shared_vlan.mtu, image=image)
+        for name in self.lab.containers_of(self.tenant):
+            c = LxdContainer(self.daemon, self.instance(name))
+            c.launch()
+            c.wait_booted()
+            node = LxdNode(name, c)
+            if node.put("/etc/hostname", f"{name}\n"):
+                node.run(["hostname", name])
+            progress(f"{name} ({c.name}) running")
+
+    def down(self) -> list[str]:
+        if not self.daemon.lxd_dir.exists() and not self.daemon.running():
+            return []
+        self.daemon.stop()
+        return [f"LXD daemon and containers of {self.lab.tenants[self.tenant].vm}"]

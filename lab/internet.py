@@ -1,0 +1,68 @@
+"""The lab's own Internet: the upstream gateway, 9.9.9.9 and 2620:fe::fe, with DNS, HTTP and
+a tiny Debian-style package repository, so the seed's checks (ping, DNS, HTTP, `apt update`)
+work in a sealed lab. It is a node like the others: files, then services."""
+
+from __future__ import annotations
+
+import hashlib
+
+from lab.model import Lab
+from lab.render import File, render_dirs
+from lab.substrate.base import Node, Service
+
+# Names the lab looks up: the containers' apt source, and the resolver's own name.
+NAMES = ("deb.debian.org", "dns.quad9.net")
+RELEASE = "bookworm"  # the containers' Debian release (their apt source says so)
+ARCH = "amd64"
+
+
+def addresses(lab: Lab) -> list[tuple[str, str]]:
+    """(address/prefix, where) the Internet holds: its side of VLAN 214, and the resolver."""
+    gw, res = lab.internet.gateway, lab.internet.resolver
+    return [(str(gw.ipv4), "eth0"), (str(gw.ipv6), "eth0"), (str(gw.link_local), "eth0"),
+            (f"{res.ipv4}/32", "lo"), (f"{res.ipv6}/128", "lo")]
+
+
+def files(lab: Lab, root: str) -> dict[str, File]:
+    gw, res = lab.internet.gateway, lab.internet.resolver
+    listen = [str(res.ipv4), str(res.ipv6), str(gw.ipv4.ip), str(gw.link_local.ip)]
+    out = render_dirs(("internet",), {"lab": lab, "listen": listen, "names": NAMES})
+    out |= apt_repository()
+    return out
+
+
+def apt_repository() -> dict[str, File]:
+    """An empty but valid `bookworm main` repository; apt checks Packages against Release."""
+    base = f"/srv/www/debian/dists/{RELEASE}"
+    index = {f"main/binary-{ARCH}/Packages": ""}
+    sums = "".join(f" {hashlib.sha256(data.encode()).hexdigest()} {len(data)} {name}\n"
+                   for name, data in index.items())
+    release = (f"Origin: vxlab\nLabel: vxlab\nSuite: {RELEASE}\nCodename: {RELEASE}\n"
+               f"Date: Thu, 01 Jan 2026 00:00:00 UTC\nArchitectures: {ARCH}\n"
+               f"Components: main\nDescription: the lab's own Debian mirror (empty)\n"
+               f"SHA256:\n{sums}")
+    out = {f"{base}/Release": File(release, 0o644)}
+    for name, data in index.items():
+        out[f"{base}/{name}"] = File(data, 0o644)
+    return out
+
+
+def services(node: Node) -> list[Service]:
+    r = node.root
+    return [
+        Service("dnsmasq", ("dnsmasq", "--keep-in-foreground", "--user=root",
+                            f"--conf-file={r}/etc/dnsmasq.conf", f"--pid-file={r}/run/dnsmasq.pid")),
+        # Python's http.server on "::" answers IPv4 too (it turns IPV6_V6ONLY off).
+        Service("http", ("/usr/bin/python3", "-m", "http.server", "--bind", "::",
+                         "--directory", f"{r}/srv/www", "80")),
+    ]
+
+
+def provision(node: Node, lab: Lab) -> None:
+    for path, f in files(lab, node.root).items():
+        node.put(path, f.text, f.mode)
+    for addr, dev in addresses(lab):
+        node.run(["ip", "addr", "replace", addr, "dev", dev])
+    node.run(["ip", "link", "set", "eth0", "up"])
+    for s in services(node):
+        node.start(s)

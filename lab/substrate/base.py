@@ -1,0 +1,76 @@
+"""The substrate interface: what the lab needs from the "hardware" it runs on.
+
+A substrate makes nodes, NICs and wires; a node runs commands, holds files and runs
+services. Everything above (recipes, checks, drills) is written against `Node` only, so it
+runs unchanged on network namespaces (netns) and on Vagrant VMs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Result:
+    argv: tuple[str, ...]
+    rc: int
+    out: str
+    err: str
+
+    @property
+    def ok(self) -> bool:
+        return self.rc == 0
+
+
+class CommandError(RuntimeError):
+    def __init__(self, node: str, result: Result):
+        self.node, self.result = node, result
+        cmd = " ".join(result.argv)
+        detail = (result.err or result.out).strip().splitlines()[-5:]
+        super().__init__(f"{node}: `{cmd}` failed (exit {result.rc})"
+                         + ("".join(f"\n  {line}" for line in detail)))
+
+
+@dataclass(frozen=True)
+class Service:
+    """A daemon of a node.
+
+    `argv` runs it in the foreground with explicit per-node paths (namespaces have no init:
+    the substrate supervises it); `unit` is its systemd unit where the node has systemd
+    (VMs, LXD containers), which then runs it from the same files at their usual paths.
+    """
+
+    name: str
+    argv: tuple[str, ...]
+    unit: str | None = None
+
+
+class Node(Protocol):
+    """One machine of the lab: a VM, a namespace or a container."""
+
+    name: str
+    root: str  # prefix of the node's paths on the machine that holds them ("" if its own fs)
+
+    def run(self, argv: Sequence[str], *, input: str | None = None, check: bool = True,
+            timeout: float = 60) -> Result:
+        """Run a command on the node; raise CommandError if `check` and it fails."""
+
+    def put(self, path: str, data: str | bytes, mode: int = 0o644) -> bool:
+        """Place a file at `path` on the node; return whether its content or mode changed."""
+
+    def read(self, path: str) -> str | None:
+        """A file of the node, or None if it does not exist."""
+
+    def start(self, service: Service, restart: bool = False) -> None:
+        """Start the service unless it runs (restart it if `restart`)."""
+
+    def stop(self, service: Service) -> None:
+        """Stop the service if it runs."""
+
+    def running(self, service: Service) -> bool:
+        """Whether the service runs."""
+
+    def interactive(self, argv: Sequence[str]) -> list[str]:
+        """A host command line that runs argv on the node with the caller's terminal."""

@@ -1,0 +1,370 @@
+"""Substrate "netns": the lab on one Linux host, each machine a network namespace.
+
+Every namespace is named `<lab>-<node>`; the seed's Host switch (`<lab>-dsw-host`, one
+bridge per VLAN: this kernel has no 802.1q) and the lab's Internet (`<lab>-internet`) are
+namespaces too. Nothing links to the machine's own namespace, and no sysctl of it changes.
+A node's files live under its root, `/run/vxlab/<lab>/<node>`: namespaces share /etc, /run
+and /usr/local/bin with the host, so every path a node uses is its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lab.model import Lab
+from lab.render import FORMS
+from lab.substrate.base import CommandError, Result, Service
+
+STATE = Path("/run/vxlab")
+ETC_NETNS = Path("/etc/netns")
+# Files that tools read at a fixed path: `ip netns exec` shows /etc/netns/<ns>/<entry> over
+# /etc/<entry>, so these go there too (iproute2 must be a whole copy: it replaces the dir).
+ETC_OVERLAY = ("/etc/iproute2/", "/etc/resolv.conf")
+
+
+def sh(argv: Sequence[str], *, input: str | None = None, check: bool = True,
+       timeout: float = 60, node: str = "host") -> Result:
+    try:
+        p = subprocess.run(list(argv), input=input, capture_output=True, text=True,
+                           timeout=timeout)
+        r = Result(tuple(argv), p.returncode, p.stdout, p.stderr)
+    except subprocess.TimeoutExpired as e:
+        r = Result(tuple(argv), 124, _text(e.stdout), _text(e.stderr) + f"\ntimed out after {timeout} s")
+    if check and not r.ok:
+        raise CommandError(node, r)
+    return r
+
+
+def _text(b: bytes | str | None) -> str:
+    return b.decode(errors="replace") if isinstance(b, bytes) else (b or "")
+
+
+def namespaces() -> set[str]:
+    return {line.split()[0] for line in sh(["ip", "netns", "list"]).out.splitlines() if line}
+
+
+@dataclass
+class NetnsNode:
+    """A lab machine as a namespace; daemons are supervised by pid files under its root."""
+
+    name: str
+    netns: str
+    root: str
+    _exec: tuple[str, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._exec = ("ip", "netns", "exec", self.netns)
+
+    # -- commands and files -------------------------------------------------------------
+
+    def run(self, argv: Sequence[str], *, input: str | None = None, check: bool = True,
+            timeout: float = 60) -> Result:
+        return sh([*self._exec, *argv], input=input, check=check, timeout=timeout, node=self.name)
+
+    def interactive(self, argv: Sequence[str]) -> list[str]:
+        return [*self._exec, *argv]
+
+    def local(self, path: str) -> Path:
+        """Where a path of the node lives on the host."""
+        return Path(self.root + path)
+
+    def put(self, path: str, data: str | bytes, mode: int = 0o644) -> bool:
+        data = data.encode() if isinstance(data, str) else data
+        changed = _write(self.local(path), data, mode)
+        if path.startswith(ETC_OVERLAY):
+            _ensure_etc_netns()
+            overlay = ETC_NETNS / self.netns / path.removeprefix("/etc/")
+            if path.startswith("/etc/iproute2/") and not overlay.parent.exists():
+                shutil.copytree("/etc/iproute2", overlay.parent)
+            _write(overlay, data, mode)
+        return changed
+
+    def read(self, path: str) -> str | None:
+        try:
+            return self.local(path).read_text()
+        except FileNotFoundError:
+            return None
+
+    # -- services ----------------------------------------------------------------------
+
+    def _pidfile(self, service: Service) -> Path:
+        return self.local(f"/run/vxlab/{service.name}.pid")
+
+    def log(self, service: Service | str) -> Path:
+        name = service if isinstance(service, str) else service.name
+        return self.local(f"/var/log/{name}.log")
+
+    def pid(self, service: Service) -> int | None:
+        try:
+            pid = int(self._pidfile(service).read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+        return pid if _is_ours(pid, self.netns, service.argv[0]) else None
+
+    def running(self, service: Service) -> bool:
+        return self.pid(service) is not None
+
+    def start(self, service: Service, restart: bool = False) -> None:
+        if self.running(service):
+            if not restart:
+                return
+            self.stop(service)
+        log = self.log(service)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "ab") as out:
+            # `ip netns exec` execs the daemon in place: the pid we get is the daemon's own.
+            p = subprocess.Popen([*self._exec, *service.argv], stdin=subprocess.DEVNULL,
+                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        _write(self._pidfile(service), f"{p.pid}\n".encode(), 0o644)
+        time.sleep(0.05)
+        if p.poll() is not None:
+            tail = log.read_text(errors="replace").strip().splitlines()[-5:]
+            raise CommandError(self.name, Result(service.argv, p.returncode, "", "\n".join(tail)))
+
+    def stop(self, service: Service) -> None:
+        pid = self.pid(service)
+        if pid:
+            _terminate([pid])
+        self._pidfile(service).unlink(missing_ok=True)
+
+
+def _write(path: Path, data: bytes, mode: int) -> bool:
+    """Write a file if its content or mode differs; atomic (temp file + rename)."""
+    try:
+        if path.read_bytes() == data and path.stat().st_mode & 0o7777 == mode:
+            return False
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+    return True
+
+
+def _ensure_etc_netns() -> None:
+    """Make /etc/netns if missing, and remember that we did, so teardown removes it again."""
+    if not ETC_NETNS.exists():
+        ETC_NETNS.mkdir()
+        STATE.mkdir(parents=True, exist_ok=True)
+        (STATE / "etc-netns.created").touch()
+
+
+def _netns_inode(netns: str) -> int | None:
+    try:
+        return os.stat(f"/run/netns/{netns}").st_ino
+    except FileNotFoundError:
+        return None
+
+
+def _is_ours(pid: int, netns: str, exe: str) -> bool:
+    """The pid runs `exe` inside our namespace (guards against pid reuse)."""
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
+        ino = os.stat(f"/proc/{pid}/ns/net").st_ino
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return False
+    return ino == _netns_inode(netns) and os.path.basename(cmd) == os.path.basename(exe)
+
+
+def _terminate(pids: Sequence[int], timeout: float = 5) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not any(Path(f"/proc/{p}").exists() and not _zombie(p) for p in pids):
+                return
+            time.sleep(0.05)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z")
+    except (FileNotFoundError, IndexError):
+        return True
+
+
+# -- the lab's namespaces and wires --------------------------------------------------------
+
+@dataclass(frozen=True)
+class Wire:
+    """A veth pair: (namespace, interface name) at each end."""
+
+    a: tuple[str, str]
+    b: tuple[str, str]
+    mtu: int
+
+
+class NetnsLab:
+    """Makes and removes the namespaces and wires of one lab; hands out its nodes."""
+
+    def __init__(self, lab: Lab):
+        self.lab = lab
+        self.form = FORMS["netns"]
+        self.state = STATE / lab.name
+        self.switch = self.ns("dsw-host")
+        self.internet = self.ns("internet")
+
+    def ns(self, node: str) -> str:
+        return f"{self.lab.name}-{node}"
+
+    def node(self, name: str) -> NetnsNode:
+        if name == "internet":
+            return NetnsNode("internet", self.internet, str(self.state / "internet"))
+        n = self.lab.node(name)
+        return NetnsNode(name, self.ns(name), self.form.root(self.lab, n))
+
+    def vm_namespaces(self) -> list[str]:
+        return [self.switch, self.internet] + [self.ns(n.name) for n in self.lab.nodes()
+                                                if not n.is_container]
+
+    def light_namespaces(self) -> list[str]:
+        return [self.ns(n.name) for n in self.lab.nodes() if n.is_container]
+
+    def wires(self) -> list[Wire]:
+        """The seed's cabling: every machine to dsw-host, one bridge per VLAN there."""
+        lab, mtu = self.lab, self.lab.shared_vlan.vxlan.underlay_mtu
+        r = lab.router
+        out = [Wire((self.internet, "eth0"), (self.switch, f"vlan{r.uplink.vlan}"), mtu)]
+        for vlan in [r.uplink.vlan] + [t.vlan for t in lab.tenants.values()]:
+            out.append(Wire((self.ns(r.vm), r.subif(vlan)), (self.switch, f"tap20.{vlan}"), mtu))
+        for t in lab.tenants.values():
+            out.append(Wire((self.ns(t.vm), t.nic), (self.switch, f"tap{t.vlan}"), mtu))
+        return out
+
+    def bridges(self) -> dict[str, list[str]]:
+        """dsw-host: VLAN bridge -> its ports."""
+        out: dict[str, list[str]] = {}
+        for w in self.wires():
+            port = w.b[1]
+            vlan = port.rsplit(".", 1)[-1].removeprefix("tap").removeprefix("vlan")
+            out.setdefault(f"br{vlan}", []).append(port)
+        return out
+
+    # -- build and remove ---------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """One `up` or `down` of a lab at a time."""
+        STATE.mkdir(parents=True, exist_ok=True)
+        with open(STATE / f"{self.lab.name}.lock", "w") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise RuntimeError(f"another `up` or `down` of lab {self.lab.name!r} is running "
+                                   f"(lock {STATE / (self.lab.name + '.lock')})") from None
+            yield
+
+    def create(self, light_containers: bool) -> None:
+        """Make whatever is missing: namespaces, sysctls, wires, dsw-host's bridges."""
+        self.state.mkdir(parents=True, exist_ok=True)
+        wanted = self.vm_namespaces() + (self.light_namespaces() if light_containers else [])
+        existing = namespaces()
+        for ns in wanted:
+            if ns not in existing:
+                sh(["ip", "netns", "add", ns])
+                self._record(ns)
+            # Per-namespace settings (never the host's): no DAD wait on the lab's links.
+            sh(["ip", "netns", "exec", ns, "sysctl", "-q", "-w",
+                "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0"])
+            sh(["ip", "-n", ns, "link", "set", "lo", "up"])
+        sw = ["ip", "netns", "exec", self.switch, "sysctl", "-q", "-w"]
+        sh([*sw, *(f"net.bridge.bridge-nf-call-{t}=0" for t in ("iptables", "ip6tables", "arptables"))])
+        for w in self.wires():
+            self._wire(w)
+        for br, ports in self.bridges().items():
+            if not _exists(self.switch, br):
+                sh(["ip", "-n", self.switch, "link", "add", br, "mtu",
+                    str(self.lab.shared_vlan.vxlan.underlay_mtu), "type", "bridge", "stp_state", "0"])
+            for port in ports:
+                sh(["ip", "-n", self.switch, "link", "set", port, "master", br, "up"])
+            sh(["ip", "-n", self.switch, "link", "set", br, "up"])
+        # ifupdown brings the router's dotted subinterfaces up after their parent: give it one
+        # (an empty bridge: there is no dummy or 802.1q here).
+        for name in ["internet", *(n.name for n in self.lab.nodes())]:
+            node = self.node(name)
+            if node.root:
+                _debian_root(Path(node.root))
+        r = self.lab.router
+        if not _exists(self.ns(r.vm), r.nic):
+            sh(["ip", "-n", self.ns(r.vm), "link", "add", r.nic, "type", "bridge"])
+
+    def _wire(self, w: Wire) -> None:
+        """Create a veth pair unless both ends exist; ifdown deletes dotted names, so an
+        end may be missing: remove the other and make the pair anew."""
+        (ns_a, a), (ns_b, b) = w.a, w.b
+        has_a, has_b = _exists(ns_a, a), _exists(ns_b, b)
+        if has_a and has_b:
+            return
+        if has_a:
+            sh(["ip", "-n", ns_a, "link", "del", a])
+        if has_b:
+            sh(["ip", "-n", ns_b, "link", "del", b])
+        sh(["ip", "-n", ns_a, "link", "add", a, "mtu", str(w.mtu), "type", "veth",
+            "peer", "name", b, "mtu", str(w.mtu), "netns", ns_b])
+        sh(["ip", "-n", ns_b, "link", "set", b, "up"])
+
+    def _record(self, ns: str) -> None:
+        with open(self.state.parent / f"{self.lab.name}.namespaces", "a") as f:
+            f.write(ns + "\n")
+
+    def recorded(self) -> list[str]:
+        try:
+            return (self.state.parent / f"{self.lab.name}.namespaces").read_text().split()
+        except FileNotFoundError:
+            return []
+
+    def destroy(self) -> list[str]:
+        """Remove everything this lab made on the host; return what was removed."""
+        removed = []
+        present = namespaces()
+        ours = [ns for ns in dict.fromkeys(self.recorded() + self.vm_namespaces()
+                                           + self.light_namespaces()) if ns in present]
+        # Every process left inside the lab's namespaces is the lab's: stop them by pid.
+        pids = [int(p) for ns in ours
+                for p in sh(["ip", "netns", "pids", ns], check=False).out.split()]
+        if pids:
+            _terminate(pids)
+            removed.append(f"{len(pids)} processes")
+        for ns in ours:
+            sh(["ip", "netns", "del", ns])
+            removed.append(f"namespace {ns}")
+            overlay = ETC_NETNS / ns
+            if overlay.exists():
+                shutil.rmtree(overlay)
+        if self.state.exists():
+            shutil.rmtree(self.state)
+            removed.append(str(self.state))
+        (self.state.parent / f"{self.lab.name}.namespaces").unlink(missing_ok=True)
+        (STATE / f"{self.lab.name}.lock").unlink(missing_ok=True)
+        marker = STATE / "etc-netns.created"
+        if marker.exists() and ETC_NETNS.exists() and not any(ETC_NETNS.iterdir()):
+            ETC_NETNS.rmdir()
+            marker.unlink()
+        with contextlib.suppress(OSError):
+            STATE.rmdir()  # only if no other lab left anything there
+        return removed
+
+
+def _debian_root(root: Path) -> None:
+    """The few directories a node's paths assume, as on Debian (/var/run is /run)."""
+    (root / "run").mkdir(parents=True, exist_ok=True)
+    (root / "var").mkdir(exist_ok=True)
+    if not (root / "var/run").is_symlink():
+        (root / "var/run").symlink_to("../run")
+
+
+def _exists(ns: str, dev: str) -> bool:
+    return sh(["ip", "-n", ns, "link", "show", dev], check=False).ok

@@ -1,0 +1,55 @@
+"""Steps the role recipes share."""
+
+from __future__ import annotations
+
+from provision import Target
+
+INTERFACES = "/etc/network/interfaces"
+
+
+def place(t: Target, skip: tuple[str, ...] = (INTERFACES,)) -> set[str]:
+    """Put every file but those in `skip`; return the paths whose content or mode changed."""
+    changed = {p for p, f in t.files.items() if p not in skip and t.node.put(p, f.text, f.mode)}
+    if changed:
+        t.did(f"placed {len(changed)} file(s)")
+    return changed
+
+
+def sysctl(t: Target) -> None:
+    t.node.run(["sysctl", "-q", "-p", t.path("/etc/sysctl.conf")])
+
+
+def ifupdown(t: Target, exclude: tuple[str, ...] = ()) -> None:
+    """Bring up the `auto` interfaces of the node's interfaces file, with ifupdown.
+
+    The state directory is the node's own (the default /run/network is shared by all
+    namespaces). A changed file is applied by taking the old one down first."""
+    args = ["-i", t.path(INTERFACES), "--state-dir", t.path("/run/network"),
+            *(f"--exclude={x}" for x in exclude)]
+    t.node.run(["mkdir", "-p", t.path("/run/network")])
+    new = t.files[INTERFACES]
+    old = t.node.read(INTERFACES)
+    if old is not None and old != new.text:
+        t.node.run(["ifdown", "-a", "--force", *args], check=False)
+        t.did("ifdown (interfaces changed)")
+    t.node.put(INTERFACES, new.text, new.mode)
+    t.rewire()
+    before = _state(t)
+    t.node.run(["ifup", "-a", *args], timeout=120)
+    if _state(t) != before:
+        t.did("ifup " + " ".join(sorted(set(_state(t)) - set(before))) if before else "ifup -a")
+
+
+def _state(t: Target) -> list[str]:
+    """Interfaces ifupdown holds as up on this node."""
+    r = t.node.run(["ifquery", "--state", "--state-dir", t.path("/run/network")], check=False)
+    return sorted(r.out.split())
+
+
+def service(t: Target, svc, config_changed: bool) -> None:
+    """Start a daemon unless it runs; restart it when its configuration changed."""
+    was = t.node.running(svc)
+    if was and not config_changed:
+        return
+    t.node.start(svc, restart=was and config_changed)
+    t.did(f"{'restarted' if was else 'started'} {svc.name}")

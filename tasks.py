@@ -105,8 +105,7 @@ def shell(c, node, lab=None):
     sys.exit(_guard(commands.shell, _lab(lab), node))
 
 
-@task(positional=["node", "service"],
-      help={"node": "a node of the lab", "service": "one of its daemons (default: all)",
+@task(help={"node": "a node of the lab", "service": "one of its daemons (default: all)",
             "lines": "how many lines"})
 def logs(c, node, service=None, lab=None, lines=50):
     """A node's daemon logs."""

@@ -107,8 +107,15 @@ class EmbeddedLab:
             else:
                 for spec in containers:
                     self._light_container(spec)
-            for spec in containers:
+            # The DHCP failover pair first, serving, then its clients (an LXD client's ifup
+            # gives up after one try).
+            servers = [n for n in containers if n.role == "dhcp"]
+            for spec in servers:
                 self._provision(spec, files[spec.name], progress, t)
+            self._wait_for(lambda: self._dhcp_problems(), timeout, "the DHCP failover pair")
+            for spec in containers:
+                if spec.role != "dhcp":
+                    self._provision(spec, files[spec.name], progress, t)
         progress(f"[{t}] waiting for convergence")
         self.wait(timeout, progress)
         progress(f"[{t}] converged")
@@ -160,16 +167,26 @@ class EmbeddedLab:
 
         return convergence_problems(self)
 
+    def _dhcp_problems(self) -> list[str]:
+        from lab.state import dhcp_failover_state
+
+        return [f"{t.dhcp_server.name}: DHCP failover state {s}, expected normal"
+                for t in self.lab.tenants.values()
+                if (s := dhcp_failover_state(self.node(t.dhcp_server.name))) != "normal"]
+
     def wait(self, timeout: float, progress: Progress = _quiet) -> None:
+        self._wait_for(self.problems, timeout, "the lab")
+
+    @staticmethod
+    def _wait_for(problems: Callable[[], list[str]], timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout
-        last: list[str] = []
         while True:
-            last = self.problems()
+            last = problems()
             if not last:
                 return
             if time.monotonic() > deadline:
-                raise TimeoutError("the lab did not converge within "
-                                   f"{timeout:.0f} s:\n  " + "\n  ".join(last))
+                raise TimeoutError(f"{what} did not converge within {timeout:.0f} s:\n  "
+                                   + "\n  ".join(last))
             time.sleep(0.25)
 
     # -- down -------------------------------------------------------------------------------

@@ -611,7 +611,11 @@ class LxdContainer:
         outputs = []
         for fd in ("1", "2"):
             log = api.logs[operation.metadata["output"][fd].rsplit("/", 1)[1]]
-            outputs.append(log.get().content.decode(errors="replace"))
+            # The raw body: pylxd's get() takes any JSON body for an API reply, and a command's
+            # output can be JSON (`ip -j ...`).
+            body = log.session.get(log._api_endpoint, timeout=timeout + 10)
+            body.raise_for_status()
+            outputs.append(body.content.decode(errors="replace"))
             log.delete()  # else they pile up in LXD_DIR/logs
         return operation.metadata["return"], outputs[0], outputs[1]
 

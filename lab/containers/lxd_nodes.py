@@ -57,10 +57,10 @@ class LxdNode:
 
     def start(self, service: Service, restart: bool = False) -> None:
         unit = service.unit or service.name
-        # enabled too, so that it comes back when the container restarts
-        self.run(["systemctl", "enable", "--now", unit])
-        if restart:
-            self.run(["systemctl", "restart", unit])
+        # enabled too, so that it comes back when the container restarts; `enable --now`
+        # does not start a SysV service (bookworm's isc-dhcp-server is one)
+        self.run(["systemctl", "enable", unit], check=False)
+        self.run(["systemctl", "restart" if restart else "start", unit])
 
     def stop(self, service: Service) -> None:
         self.run(["systemctl", "stop", service.unit or service.name], check=False)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,26 +97,24 @@ class EmbeddedLab:
             progress(f"[{t}] the lab's Internet")
             internet.provision(self.node("internet"), self.lab)
             files = render(self.lab, self.form)
-            vms = [n for n in self.lab.nodes() if not n.is_container]
-            for spec in vms:
+
+            def prov(spec: model.Node) -> None:
                 self._provision(spec, files[spec.name], progress, t)
+
+            # Machines are independent of each other: each step runs them side by side.
+            parallel(prov, [n for n in self.lab.nodes() if not n.is_container])
             containers = [n for n in self.lab.nodes() if n.is_container]
             if self.driver == "lxd":
-                for tenant in self.lab.tenants:
-                    progress(f"[{t}] LXD in {self.lab.tenants[tenant].vm}")
-                    self.lxd(tenant).up(progress=lambda m: progress(f"[{t}]   {m}"))
+                progress(f"[{t}] LXD in " + " and ".join(t_.vm for t_ in self.lab.tenants.values()))
+                parallel(lambda tenant: self.lxd(tenant).up(
+                    progress=lambda m: progress(f"[{t}]   {m}")), list(self.lab.tenants))
             else:
-                for spec in containers:
-                    self._light_container(spec)
+                parallel(self._light_container, containers)
             # The DHCP failover pair first, serving, then its clients (an LXD client's ifup
             # gives up after one try).
-            servers = [n for n in containers if n.role == "dhcp"]
-            for spec in servers:
-                self._provision(spec, files[spec.name], progress, t)
+            parallel(prov, [n for n in containers if n.role == "dhcp"])
             self._wait_for(lambda: self._dhcp_problems(), timeout, "the DHCP failover pair")
-            for spec in containers:
-                if spec.role != "dhcp":
-                    self._provision(spec, files[spec.name], progress, t)
+            parallel(prov, [n for n in containers if n.role != "dhcp"])
         progress(f"[{t}] waiting for convergence")
         self.wait(timeout, progress)
         progress(f"[{t}] converged")
@@ -124,7 +123,7 @@ class EmbeddedLab:
     def _provision(self, spec: model.Node, files: dict[str, File], progress: Progress, t) -> None:
         target = provision.Target(self.lab, spec, self.node(spec.name), files,
                                   light=self.form.light(self.lab, spec),
-                                  rewire=lambda: self.net.create(self.driver == "netns"))
+                                  rewire=lambda: self.net.rewire(self.net.ns(spec.name)))
         actions = provision.apply(target)
         progress(f"[{t}] {spec.name}: {', '.join(actions) if actions else 'unchanged'}")
 
@@ -202,6 +201,17 @@ class EmbeddedLab:
         for r in removed:
             progress(f"removed {r}")
         return removed
+
+
+def parallel(fn: Callable, items: list) -> None:
+    """fn(item) for every item, side by side; the first failure is raised."""
+    if len(items) <= 1:
+        for item in items:
+            fn(item)
+        return
+    with ThreadPoolExecutor(max_workers=len(items)) as pool:
+        for future in [pool.submit(fn, item) for item in items]:
+            future.result()
 
 
 def port_name(container: str) -> str:

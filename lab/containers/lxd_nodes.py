@@ -84,7 +84,9 @@ class TenantLxd:
         image = ensure_image(progress=progress)
         self.daemon.start()
         self.daemon.init(bridge=self.lab.shared_vlan.bridge, mtu=self.lab.shared_vlan.mtu, image=image)
-        for name in self.lab.containers_of(self.tenant):
+        from lab.embedded import parallel
+
+        def launch(name: str) -> None:
             c = LxdContainer(self.daemon, self.instance(name))
             c.launch()
             c.wait_booted()
@@ -92,6 +94,8 @@ class TenantLxd:
             if node.put("/etc/hostname", f"{name}\n"):
                 node.run(["hostname", name])
             progress(f"{name} ({c.name}) running")
+
+        parallel(launch, list(self.lab.containers_of(self.tenant)))
 
     def down(self) -> list[str]:
         if not self.daemon.lxd_dir.exists() and not self.daemon.running():

@@ -301,6 +301,17 @@ class NetnsLab:
         if not _exists(self.ns(r.vm), r.nic):
             sh(["ip", "-n", self.ns(r.vm), "link", "add", r.nic, "type", "bridge"])
 
+    def rewire(self, ns: str) -> None:
+        """Remake the wires of one namespace that ifdown deleted (its dotted VLAN names)."""
+        for w in self.wires():
+            if ns in (w.a[0], w.b[0]):
+                self._wire(w)
+                sh(["ip", "-n", self.switch, "link", "set", w.b[1], "master",
+                    self._bridge_of(w.b[1]), "up"])
+
+    def _bridge_of(self, port: str) -> str:
+        return next(br for br, ports in self.bridges().items() if port in ports)
+
     def _wire(self, w: Wire) -> None:
         """Create a veth pair unless both ends exist; ifdown deletes dotted names, so an
         end may be missing: remove the other and make the pair anew."""

@@ -1,0 +1,152 @@
+"""The embedded lab end to end, for each container driver: up from nothing, the converged
+state asserted with direct commands, a second up that duplicates nothing, and a down that
+leaves nothing. Runs as root (CI); the lab is named `vxtest` so a user's own `vxlab` stays."""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import json
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import needs_root
+
+from lab import model
+from lab.embedded import EmbeddedLab
+
+pytestmark = [needs_root("keepalived", "dhcpd", "radvd", "ifup", "dnsmasq", "lxd"), pytest.mark.e2e]
+
+NAME = "vxtest"
+
+
+def lab_named_vxtest(driver: str) -> model.Lab:
+    data = yaml.safe_load(model.DEFAULT_LAB.read_text())
+    data["name"] = NAME
+    data["containers"]["driver"] = driver
+    return model.parse(yaml.safe_dump(data))
+
+
+def sh(*argv: str, check: bool = True) -> str:
+    p = subprocess.run(argv, capture_output=True, text=True)
+    assert not check or p.returncode == 0, f"{argv}: {p.stderr}"
+    return p.stdout
+
+
+def footprint() -> dict:
+    """What a lab can leave on the host: namespaces, processes in them, mounts, files, cgroups."""
+    netns = sorted(n.split()[0] for n in sh("ip", "netns", "list").splitlines() if n.startswith(NAME))
+    mounts = sorted(line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()
+                    if f"/{NAME}" in line.split()[1])
+    cgroups = sorted(str(p) for p in Path("/sys/fs/cgroup").glob(f"lxc.*.{NAME}-*"))
+    files = sorted(str(p) for p in (Path("/run/vxlab") / NAME, Path("/etc/netns") / f"{NAME}-routerVM")
+                   if p.exists())
+    return {"netns": netns, "mounts": mounts, "cgroups": cgroups, "files": files}
+
+
+@pytest.fixture(scope="module", params=["netns", "lxd"])
+def elab(request):
+    lab = EmbeddedLab(lab_named_vxtest(request.param))
+    lab.down()
+    before = footprint()
+    assert before == {"netns": [], "mounts": [], "cgroups": [], "files": []}
+    lab.up(timeout=120)
+    yield lab
+    lab.down()
+
+
+def ns(elab: EmbeddedLab, node: str, *argv: str) -> str:
+    p = subprocess.run(elab.node(node).interactive(list(argv)), capture_output=True, text=True)
+    assert p.returncode == 0, f"{node}: {argv}: {p.stdout}{p.stderr}"
+    return p.stdout
+
+
+def test_router_policy_routing(elab):
+    rules = ns(elab, "routerVM", "ip", "rule")
+    assert re.search(r"^220:\s+from all fwmark 0xdc lookup blue", rules, re.M), rules
+    assert re.search(r"^221:\s+from all fwmark 0xdd lookup green", rules, re.M), rules
+    assert "fwmark 0xdd lookup green" in ns(elab, "routerVM", "ip", "-6", "rule")
+    green = ns(elab, "routerVM", "ip", "route", "show", "table", "green")
+    assert "default via 172.16.96.1 dev enp0s6.214" in green
+    assert "192.0.2.0/24 via 172.16.221.2 dev enp0s6.221" in green
+    blue6 = ns(elab, "routerVM", "ip", "-6", "route", "show", "table", "blue")
+    assert "2001:db8:7::/64 via 2001:db8:dc::2 dev enp0s6.220" in blue6
+    assert "default via fe80:d6::1 dev enp0s6.214" in blue6
+
+
+def test_vrrp_master_holds_both_vips(elab):
+    green = ns(elab, "greenVM", "ip", "addr", "show", "dev", "sw-vlan7")
+    blue = ns(elab, "blueVM", "ip", "addr", "show", "dev", "sw-vlan7")
+    assert "192.0.2.222/24" in green and "fe80:7::de/64" in green
+    assert "192.0.2.222" not in blue and "fe80:7::de" not in blue
+
+
+def test_clients_leases_slaac_and_default_routes(elab):
+    lab = elab.lab
+    for c in ("blueC0", "blueC1", "greenC0", "greenC1"):
+        addrs = json.loads(ns(elab, c, "ip", "-j", "addr", "show", "dev", "eth0"))[0]["addr_info"]
+        v4 = [ipaddress.ip_address(a["local"]) for a in addrs if a["family"] == "inet"]
+        assert len(v4) == 1 and lab.dhcp.range.first <= v4[0] <= lab.dhcp.range.last, (c, v4)
+        v6 = [ipaddress.ip_address(a["local"]) for a in addrs
+              if a["family"] == "inet6" and a["scope"] == "global"]
+        assert any(a in lab.shared_vlan.ipv6 for a in v6), (c, v6)
+        assert "default via 192.0.2.222 dev eth0" in ns(elab, c, "ip", "route", "show", "default")
+        assert "default via fe80:7::de dev eth0" in ns(elab, c, "ip", "-6", "route", "show", "default")
+    for server, addr in (("blueDHCP", "192.0.2.250/24"), ("greenDHCP", "192.0.2.251/24")):
+        assert addr in ns(elab, server, "ip", "addr", "show", "dev", "eth0")
+
+
+def test_clients_reach_the_internet_marked_by_the_master(elab):
+    for c in ("blueC0", "greenC1"):
+        ns(elab, c, "ping", "-c", "1", "-W", "2", "9.9.9.9")
+        ns(elab, c, "ping", "-c", "1", "-W", "2", "2620:fe::fe")
+    counters = ns(elab, "routerVM", "iptables", "-t", "mangle", "-vnxL", "PREROUTING")
+    marked = {m.group(2): int(m.group(1)) for m in
+              re.finditer(r"^\s*(\d+)\s+\d+\s+MARK.*MARK set (0x\w+)", counters, re.M)}
+    assert marked["0xdd"] > 0, counters  # green is the master: its flows carry its mark
+    nat = ns(elab, "routerVM", "iptables", "-t", "nat", "-vnxL", "POSTROUTING")
+    assert re.search(r"^\s*[1-9]\d*\s+\d+\s+MASQUERADE", nat, re.M), nat
+
+
+def state_of_every_node(elab: EmbeddedLab) -> dict:
+    out = {}
+    for node in ("routerVM", "blueVM", "greenVM", "internet"):
+        out[node] = {
+            "rules": ns(elab, node, "ip", "rule") + ns(elab, node, "ip", "-6", "rule"),
+            "routes": ns(elab, node, "ip", "route", "show", "table", "all"),
+            "addrs": ns(elab, node, "ip", "-br", "addr"),
+            "iptables": re.sub(r"\[\d+:\d+\]|^#.*$", "", ns(elab, node, "iptables-save"), flags=re.M),
+            "processes": len(sh("ip", "netns", "pids", elab.net.ns(node)).split()),
+        }
+    return out
+
+
+def test_second_up_duplicates_nothing_and_restarts_what_died(elab):
+    before = state_of_every_node(elab)
+    blue = elab.node("blueVM")
+    pid = blue.read("/run/keepalived.pid")  # keepalived's own pid file
+    assert pid
+    subprocess.run(["kill", pid.strip()], check=True)
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{pid.strip()}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    elab.up(timeout=120)
+    after = state_of_every_node(elab)
+    for node, kinds in before.items():
+        for kind, was in kinds.items():
+            now = after[node][kind]
+            diff = "\n".join(difflib.unified_diff(str(was).splitlines(), str(now).splitlines(),
+                                                  lineterm="")) if was != now else ""
+            assert was == now, f"{node} {kind} changed after a second up:\n{diff}"
+    assert blue.read("/run/keepalived.pid") not in (None, pid)
+
+
+def test_down_leaves_nothing(elab):
+    elab.down()
+    assert footprint() == {"netns": [], "mounts": [], "cgroups": [], "files": []}
+    assert not elab.is_up()
+    elab.down()  # idempotent

@@ -10,6 +10,7 @@ PACKAGES=(
   keepalived radvd isc-dhcp-server isc-dhcp-client
   iputils-ping ndisc6 tcpdump ethtool curl dnsmasq-base procps util-linux
   lxd lxd-client mmdebstrap btrfs-progs squashfs-tools uidmap xz-utils   # LXD containers
+  graphviz                                   # the dot program (invoke graph)
 )
 
 missing=()

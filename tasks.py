@@ -131,10 +131,56 @@ def doctor(c):
         raise Exit(f"{bad} problem(s)", code=1)
 
 
-@task(name="connectivity")
-def test_connectivity(c):
-    """Every check of the seed's "Check the results"."""
-    _not_yet("test.connectivity", 4)
+CHECK_HELP = {"lab": LAB, "json": "also write the results as JSON to this file",
+              "junit": "also write them as JUnit XML to this file",
+              "wait": "seconds a failing check is retried while the lab converges"}
+
+
+def _check(lab, group, json, junit, wait):
+    def progress(o):
+        print(f"{'ok  ' if o.ok else 'FAIL'} {o.check.name:24} {o.check.node:10} "
+              + (o.check.expect if o.ok else f"expected {o.check.expect}; found {o.found}"), flush=True)
+
+    report = _guard(commands.check, _lab(lab), group, float(wait), json, junit, progress)
+    print(report.table().splitlines()[-1])
+    if not report.ok:
+        raise Exit(code=1)
+
+
+@task(name="connectivity", help=CHECK_HELP)
+def test_connectivity(c, lab=None, json=None, junit=None, wait=30):
+    """Every check of the seed's "Check the results" (all groups below)."""
+    _check(lab, None, json, junit, wait)
+
+
+@task(name="addressing", help=CHECK_HELP)
+def test_addressing(c, lab=None, json=None, junit=None, wait=30):
+    """Leases, DNS, SLAAC (EUI-64) and default routes of every container."""
+    _check(lab, "addressing", json, junit, wait)
+
+
+@task(name="gateway", help=CHECK_HELP)
+def test_gateway(c, lab=None, json=None, junit=None, wait=30):
+    """The VRRP master holds both VIPs, the other is BACKUP; DHCP failover is normal."""
+    _check(lab, "gateway", json, junit, wait)
+
+
+@task(name="vxlan", help=CHECK_HELP)
+def test_vxlan(c, lab=None, json=None, junit=None, wait=30):
+    """The VXLAN ends reach each other; each switch learned the other tenant's containers."""
+    _check(lab, "vxlan", json, junit, wait)
+
+
+@task(name="internet", help=CHECK_HELP)
+def test_internet(c, lab=None, json=None, junit=None, wait=30):
+    """From every container: ping v4/v6, DNS, HTTP v4/v6, apt-get update."""
+    _check(lab, "internet", json, junit, wait)
+
+
+@task(name="router", help=CHECK_HELP)
+def test_router(c, lab=None, json=None, junit=None, wait=30):
+    """routerVM: fwmark rules, tables blue/green, flows marked by the master."""
+    _check(lab, "router", json, junit, wait)
 
 
 @task(name="green")
@@ -150,6 +196,7 @@ def box_build(c):
 
 
 ns = Collection(render_, up, down, status, provision_, exec_, shell, logs, capture, doctor)
-ns.add_collection(Collection("test", test_connectivity))
+ns.add_collection(Collection("test", test_connectivity, test_addressing, test_gateway, test_vxlan,
+                             test_internet, test_router))
 ns.add_collection(Collection("failover", failover_green))
 ns.add_collection(Collection("box", box_build))

@@ -210,3 +210,20 @@ def _apparmor_enforced(profile: str) -> bool:
         return False
     name = "/" + profile.replace(".", "/")
     return any(line.startswith(name + " ") and "(enforce)" in line for line in text.splitlines())
+
+
+# -- checks ---------------------------------------------------------------------------------------
+
+def check(elab: EmbeddedLab, group: str | None, wait: float, json_file: str | None,
+          junit_file: str | None, progress=None):
+    """Run the checks of one group (or all) on the running lab; returns the report."""
+    from lab import checks
+
+    every = checks.build(elab.lab, elab.node, ovs=elab.form.ovs)
+    report = checks.run(checks.select(every, group), elab.node, wait=wait,
+                        progress=progress or (lambda o: None))
+    if json_file:
+        Path(json_file).write_text(report.json())
+    if junit_file:
+        Path(junit_file).write_text(report.junit())
+    return report

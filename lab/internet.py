@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import hashlib
 
+from lab.debian import MIRROR_HOST, RELEASE
 from lab.model import Lab
 from lab.render import File, render_dirs
 from lab.substrate.base import Node, Service
 
 # Names the lab looks up: the containers' apt source, and the resolver's own name.
-NAMES = ("deb.debian.org", "dns.quad9.net")
-RELEASE = "bookworm"  # the containers' Debian release (their apt source says so)
+NAMES = (MIRROR_HOST, "dns.quad9.net")
 ARCH = "amd64"
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import jinja2
 
+from lab.debian import SOURCES_LIST
 from lab.model import Lab, Node
 
 FILES = Path(__file__).resolve().parent.parent / "files"
@@ -85,7 +86,7 @@ def environment() -> jinja2.Environment:
 def context(lab: Lab, node: Node, form: Form) -> dict:
     root = form.root(lab, node)
     ctx: dict = {"lab": lab, "node": node, "form": form, "role": node.role,
-                 "path": lambda p: root + p}
+                 "path": lambda p: root + p, "apt_sources": SOURCES_LIST}
     if node.tenant:
         t = lab.tenants[node.tenant]
         peer = lab.peer(node.tenant)

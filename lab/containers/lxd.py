@@ -28,10 +28,11 @@ import pylxd
 import pylxd.exceptions
 import requests
 
+from lab.debian import RELEASE, SOURCES_LIST
+
 # ---------------------------------------------------------------------------------------------
 # Image
 
-RELEASE = "bookworm"
 IMAGE_PACKAGES = (
     "systemd-sysv",
     "dbus",  # hostnamectl, systemctl's bus: a systemd container without it is half-usable
@@ -50,8 +51,9 @@ IMAGE_PACKAGES = (
     "bind9-host",
     "procps",
     "netbase",
+    "resolvconf",  # ifupdown's dns-nameservers (the DHCP containers' static config) needs it
 )
-LAB_SOURCES_LIST = f"deb [trusted=yes] http://deb.debian.org/debian {RELEASE} main\n"
+LAB_SOURCES_LIST = SOURCES_LIST
 
 # mmdebstrap customize hooks ("$1" is the rootfs). Part of the recipe hash.
 _CUSTOMIZE_HOOKS = (
@@ -61,8 +63,9 @@ _CUSTOMIZE_HOOKS = (
     # eth0 stays unconfigured: the lab writes /etc/network/interfaces per container.
     'printf "source /etc/network/interfaces.d/*\\n\\nauto lo\\niface lo inet loopback\\n"'
     ' > "$1/etc/network/interfaces"',
-    # mmdebstrap leaves the host's resolv.conf; the lab writes the containers' own.
-    'echo "# written by the lab" > "$1/etc/resolv.conf"',
+    # mmdebstrap leaves the host's resolv.conf: make it resolvconf's (filled from the lab's
+    # dns-nameservers or DHCP); replaced, never written through (a link could lead out).
+    'rm -f "$1/etc/resolv.conf" && ln -s ../run/resolvconf/resolv.conf "$1/etc/resolv.conf"',
     # No hostname baked in: LXD's templates and lxc.uts.name give each container its name.
     'rm -f "$1/etc/hostname"',
     # dhcpd has no config until the lab writes one; enabled, it fails every boot ("degraded").

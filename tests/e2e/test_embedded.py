@@ -112,6 +112,13 @@ def test_clients_reach_the_internet_marked_by_the_master(elab):
     assert re.search(r"^\s*[1-9]\d*\s+\d+\s+MASQUERADE", nat, re.M), nat
 
 
+def test_every_check_of_the_seed_passes(elab):
+    from lab import checks
+
+    report = checks.run(checks.build(elab.lab, elab.node), elab.node, wait=30)
+    assert report.ok, report.table()
+
+
 def state_of_every_node(elab: EmbeddedLab) -> dict:
     out = {}
     for node in ("routerVM", "blueVM", "greenVM", "internet"):

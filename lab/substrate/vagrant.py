@@ -1,0 +1,199 @@
+"""Substrate "vagrant": each machine of the lab is a Vagrant VM, reached over SSH with Fabric.
+
+A node is built from the values of `vagrant ssh-config` (python-vagrant's `ssh_config()`):
+commands run as root through `sudo -n` (the box's vagrant user has passwordless sudo),
+files are uploaded over SFTP and moved into place as root, and services are the node's
+systemd units. The VMs have their own file systems, so a node's root is "".
+"""
+
+from __future__ import annotations
+
+import io
+import shlex
+import threading
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from fabric import Config, Connection
+from invoke.exceptions import CommandTimedOut
+
+from lab.substrate.base import CommandError, Result, Service
+
+# Exit codes of the small remote scripts below (sh has no exceptions).
+_ABSENT = 3
+_SAME = 4
+
+# Place a file atomically as root: compare with what is there (content and mode), else copy the
+# upload next to the target and rename it over (a rename within one directory is atomic).
+_PLACE = r"""
+set -e
+tmp=$1 path=$2 mode=$3
+if [ -f "$path" ] && [ "$(stat -c %a "$path")" = "$mode" ] && cmp -s "$tmp" "$path"; then
+  rm -f "$tmp"; exit 4
+fi
+dir=$(dirname "$path"); mkdir -p "$dir"
+next="$dir/.$(basename "$path").vxlab-tmp"
+install -m "$mode" -o root -g root "$tmp" "$next"
+rm -f "$tmp"
+mv -f "$next" "$path"
+"""
+_READ = 'test -e "$1" || exit 3; exec cat -- "$1"'
+
+
+@dataclass(frozen=True)
+class SshEndpoint:
+    """Where and how to log in to one VM: the values of its `vagrant ssh-config` stanza."""
+
+    host: str  # the Host alias (the VM's name)
+    hostname: str
+    port: int
+    user: str
+    identity_files: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, text: str) -> dict[str, SshEndpoint]:
+        """Every `Host` stanza of an ssh-config text, by alias."""
+        out: dict[str, SshEndpoint] = {}
+        stanzas: list[dict[str, list[str]]] = []
+        for line in text.splitlines():
+            words = line.strip().split(None, 1)
+            if not words or words[0].startswith("#"):
+                continue
+            key, value = words[0].lower(), (words[1] if len(words) > 1 else "").strip().strip('"')
+            if key == "host":
+                stanzas.append({"host": [value]})
+            elif stanzas:
+                stanzas[-1].setdefault(key, []).append(value)
+        for s in stanzas:
+            alias = s["host"][0]
+            out[alias] = cls(
+                host=alias,
+                hostname=s.get("hostname", [alias])[0],
+                port=int(s.get("port", ["22"])[0]),
+                user=s.get("user", ["vagrant"])[0],
+                identity_files=tuple(s.get("identityfile", [])),
+            )
+        return out
+
+
+class VagrantNode:
+    """One VM of the lab over SSH (Fabric): run as root, place and read files, systemd units."""
+
+    root = ""  # the VM's own file system
+
+    def __init__(self, name: str, endpoint: SshEndpoint, ssh_config: Path | str,
+                 connect_timeout: float = 30) -> None:
+        """`ssh_config` is a file holding the endpoint's stanza, for `ssh -F` (interactive)."""
+        self.name = name
+        self.endpoint = endpoint
+        self.ssh_config = Path(ssh_config)
+        self.connect_timeout = connect_timeout
+        self._conn: Connection | None = None
+        self._lock = threading.Lock()  # one connection per node, shared by callers' threads
+
+    # -- connection ------------------------------------------------------------------------
+
+    def connection(self) -> Connection:
+        with self._lock:
+            if self._conn is None:
+                e = self.endpoint
+                # No ~/.ssh/config, no agent, no user keys: only what Vagrant says, so a
+                # developer's own ssh setup cannot change how the lab logs in.
+                config = Config(overrides={"load_ssh_configs": False})
+                self._conn = Connection(
+                    e.hostname, user=e.user, port=e.port, config=config,
+                    connect_timeout=int(self.connect_timeout),
+                    connect_kwargs={"key_filename": list(e.identity_files), "look_for_keys": False,
+                                    "allow_agent": False})
+            return self._conn
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    # -- commands and files ----------------------------------------------------------------
+
+    def run(self, argv: Sequence[str], *, input: str | None = None, check: bool = True,
+            timeout: float = 60) -> Result:
+        # -n: never wait for a password prompt; -H: root's HOME, as on the other substrates.
+        command = "sudo -n -H -- " + shlex.join(argv)
+        stdin = io.StringIO(input) if input is not None else io.StringIO("")
+        try:
+            r = self.connection().run(command, hide=True, warn=True, in_stream=stdin,
+                                      timeout=timeout, pty=False)
+            result = Result(tuple(argv), r.exited, r.stdout, r.stderr)
+        except CommandTimedOut as e:
+            result = Result(tuple(argv), 124, e.result.stdout,
+                            e.result.stderr + f"\ntimed out after {timeout} s")
+        if check and not result.ok:
+            raise CommandError(self.name, result)
+        return result
+
+    def put(self, path: str, data: str | bytes, mode: int = 0o644) -> bool:
+        data = data.encode() if isinstance(data, str) else data
+        sftp = self.connection().sftp()  # Fabric keeps one SFTP session per connection
+        # Uploaded as the login user into its home (SFTP has no sudo), then moved as root.
+        tmp = f"{sftp.normalize('.')}/.vxlab-upload-{uuid.uuid4().hex}"
+        sftp.putfo(io.BytesIO(data), tmp)
+        r = self.run(["sh", "-c", _PLACE, "place", tmp, path, f"{mode:o}"], check=False)
+        if r.rc == _SAME:
+            return False
+        if not r.ok:
+            raise CommandError(self.name, r)
+        return True
+
+    def read(self, path: str) -> str | None:
+        r = self.run(["sh", "-c", _READ, "read", path], check=False)
+        if r.rc == _ABSENT:
+            return None
+        if not r.ok:
+            raise CommandError(self.name, r)
+        return r.out
+
+    # -- services: the node's systemd units ------------------------------------------------
+
+    def _unit(self, service: Service) -> str:
+        if not service.unit:
+            raise ValueError(f"{self.name}: service {service.name} has no systemd unit")
+        return service.unit
+
+    def start(self, service: Service, restart: bool = False) -> None:
+        self.run(["systemctl", "restart" if restart else "start", self._unit(service)])
+
+    def stop(self, service: Service) -> None:
+        self.run(["systemctl", "stop", self._unit(service)])
+
+    def running(self, service: Service) -> bool:
+        return self.run(["systemctl", "is-active", "--quiet", self._unit(service)], check=False).ok
+
+    def interactive(self, argv: Sequence[str]) -> list[str]:
+        # ssh joins its arguments into one remote shell line: quote each one.
+        return ["ssh", "-F", str(self.ssh_config), "-t", self.endpoint.host, "sudo", "-H", "--",
+                *(shlex.quote(a) for a in argv)]
+
+
+def nodes_from_ssh_config(text: str, ssh_config: Path | str) -> dict[str, VagrantNode]:
+    """A node per VM of a `vagrant ssh-config` text; writes the text to `ssh_config` for ssh -F."""
+    path = Path(ssh_config)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return {alias: VagrantNode(alias, e, path) for alias, e in SshEndpoint.parse(text).items()}
+
+
+def nodes_from_vagrant(root: Path | str, names: Sequence[str],
+                       ssh_config: Path | str) -> dict[str, VagrantNode]:
+    """Nodes of the running VMs `names` of the Vagrant project in `root` (python-vagrant)."""
+    import vagrant  # python-vagrant: only needed where Vagrant runs
+
+    v = vagrant.Vagrant(root=str(root), quiet_stdout=True, quiet_stderr=True)
+    # One `vagrant ssh-config` for all VMs: each call costs about 1.5 s of Vagrant start-up.
+    text = v.ssh_config() if len(names) != 1 else v.ssh_config(vm_name=names[0])
+    nodes = nodes_from_ssh_config(text, ssh_config)
+    missing = [n for n in names if n not in nodes]
+    if missing:
+        raise RuntimeError(f"vagrant ssh-config has no entry for {', '.join(missing)}: is it up?")
+    return {n: nodes[n] for n in names}

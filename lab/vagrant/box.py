@@ -1,0 +1,327 @@
+"""The lab's Vagrant box: Debian bookworm for the libvirt provider, built offline.
+
+mmdebstrap installs every package the lab's VMs run (nothing is installed at `vagrant up`:
+CI has no Internet) from the host's Debian mirror; `mkfs.ext4 -d` turns the tree into a disk
+image without loop mounts; the VMs boot the box's kernel directly (no boot loader). The lab's
+LXD container image is copied in. The box is cached outside the repository, keyed by a hash
+of its recipe: the same recipe is never built twice, a changed one is built anew.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import glob
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from lab.containers import lxd
+from lab.debian import RELEASE
+
+CACHE = Path("/var/cache/vxlab/boxes")
+SOURCES = Path("/etc/apt/sources.list.d/debian.sources")
+# Vagrant's well-known public key: the box is a throwaway lab VM on an isolated network.
+INSECURE_KEY = "/usr/share/rubygems-integration/all/gems/vagrant-*/keys/vagrant.pub"
+IMAGES_DIR = "/var/lib/vxlab/images"  # where the VMs find the lab's container image
+IMAGE_CACHE = Path("/var/cache/vxlab/images")  # lxd.ensure_image's default
+DISK_GB = 8  # sparse: LXD's btrfs pool file and containers live on it
+
+PACKAGES = (
+    # boot and base
+    "linux-image-amd64", "initramfs-tools", "systemd-sysv", "udev", "dbus", "kmod", "procps",
+    "netbase", "less", "openssh-server", "sudo", "ca-certificates",
+    # the seed's network tools
+    "ifupdown", "iproute2", "openvswitch-switch", "keepalived", "radvd", "iptables", "conntrack",
+    "ethtool",
+    # containers
+    "lxd", "lxd-client", "btrfs-progs",
+    # what the checks and a user at the console use
+    "tcpdump", "iputils-ping", "ndisc6", "curl", "bind9-dnsutils",
+)
+
+# systemd-networkd owns the management NIC (eth0, Vagrant's DHCP network). ifupdown owns the
+# lab's NICs: the rendered /etc/network/interfaces replaces the box's, and provisioning's
+# `ifdown -a` of the old file would otherwise take eth0, and the SSH session, down with it.
+# (ifupdown's `allow-hotplug eth0` also broke on LXD: a container's veth is eth0 inside.)
+MGMT_NETWORK = """\
+# vxlab: the management NIC (Vagrant's SSH). No default route, no DNS from it: the lab's
+# traffic leaves through routerVM only.
+[Match]
+Name=eth0
+
+[Network]
+DHCP=ipv4
+LinkLocalAddressing=no
+IPv6AcceptRA=no
+
+[DHCPv4]
+UseGateway=no
+UseRoutes=no
+UseDNS=no
+UseDomains=no
+UseHostname=no
+UseNTP=no
+"""
+# networkd deletes routes and rules it did not make by default: routerVM's policy routing
+# (ifupdown hooks) must survive it.
+NETWORKD_CONF = """\
+[Network]
+ManageForeignRoutes=no
+ManageForeignRoutingPolicyRules=no
+"""
+# Lab NICs get the names lab.yaml gives (the seed's enp0s6), matched by MAC: the kernel
+# command line says `vxlab.ifname=NAME:MAC` (from the Vagrantfile), so the box stays the same
+# for any lab. The generator runs before udev; a .link file names the NIC when udev adds it.
+# TX checksum offload off: behind the host's OVS userspace datapath TCP fails otherwise.
+IFNAMES_GENERATOR = r"""#!/bin/sh
+# vxlab: name NICs by MAC from the kernel command line: vxlab.ifname=NAME:MAC (repeatable)
+for arg in $(cat /proc/cmdline); do
+  case "$arg" in
+    vxlab.ifname=*:*)
+      v=${arg#vxlab.ifname=}; name=${v%%:*}; mac=${v#*:}
+      mkdir -p /run/systemd/network
+      printf '[Match]\nMACAddress=%s\n\n[Link]\nName=%s\nTransmitChecksumOffload=false\n' \
+        "$mac" "$name" > "/run/systemd/network/10-vxlab-$name.link"
+      ;;
+  esac
+done
+"""
+FILES: dict[str, tuple[str, int]] = {
+    "/etc/hostname": ("vxlab-box\n", 0o644),
+    "/etc/hosts": ("127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n", 0o644),
+    "/etc/fstab": ("/dev/vda / ext4 defaults,errors=remount-ro 0 1\n", 0o644),
+    "/etc/network/interfaces": ("# vxlab: the lab's NICs are provisioned here; eth0 is "
+                                "systemd-networkd's\nauto lo\niface lo inet loopback\n", 0o644),
+    "/etc/systemd/network/10-vxlab-mgmt.network": (MGMT_NETWORK, 0o644),
+    "/etc/systemd/networkd.conf.d/vxlab.conf": (NETWORKD_CONF, 0o644),
+    "/etc/systemd/system-generators/vxlab-ifnames": (IFNAMES_GENERATOR, 0o755),
+    "/etc/sudoers.d/vagrant": ("vagrant ALL=(ALL) NOPASSWD:ALL\n", 0o440),
+    "/etc/ssh/sshd_config.d/vagrant.conf": ("UseDNS no\n", 0o644),
+    # a unit that hangs must not hold up a boot under emulation for 90 s
+    "/etc/systemd/system.conf.d/vxlab-timeouts.conf": ("[Manager]\nDefaultTimeoutStartSec=30s\n", 0o644),
+}
+# Run in the new system (mmdebstrap customize hooks; "$1" is its root).
+HOOKS = (
+    'chroot "$1" useradd -m -s /bin/bash -G sudo,lxd vagrant',
+    'echo vagrant:vagrant | chroot "$1" chpasswd',
+    'chmod 700 "$1/home/vagrant/.ssh" && chmod 600 "$1/home/vagrant/.ssh/authorized_keys"'
+    ' && chroot "$1" chown -R vagrant:vagrant /home/vagrant',
+    # LXD's unprivileged containers need root's subordinate ids
+    'echo root:1000000:1000000000 >> "$1/etc/subuid" && echo root:1000000:1000000000 >> "$1/etc/subgid"',
+    'chroot "$1" systemctl enable systemd-networkd.service',
+    # keepalived and radvd start when provisioning has written their configuration
+    'chroot "$1" systemctl disable keepalived.service radvd.service',
+    'chroot "$1" systemctl mask apt-daily.timer apt-daily-upgrade.timer man-db.timer'
+    ' e2scrub_all.timer fstrim.timer systemd-timesyncd.service',
+    # every VM gets its own machine-id (and DHCP client id) at first boot
+    'truncate -s0 "$1/etc/machine-id" && rm -f "$1/var/lib/dbus/machine-id"',
+    'rm -rf "$1"/var/cache/apt/archives/*.deb "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*.bin',
+)
+DPKG_OPTS = ("path-exclude=/usr/share/doc/*", "path-include=/usr/share/doc/*/copyright",
+             "path-exclude=/usr/share/man/*", "path-exclude=/usr/share/locale/*")
+BOX_VAGRANTFILE = """\
+# The box alone boots too: its kernel, direct kernel boot (the lab's Vagrantfile sets the same).
+Vagrant.configure("2") do |config|
+  config.vm.synced_folder ".", "/vagrant", disabled: true
+  config.vm.provider :libvirt do |libvirt|
+    libvirt.kernel = File.join(__dir__, "vmlinuz")
+    libvirt.initrd = File.join(__dir__, "initrd.img")
+    libvirt.cmd_line = "root=/dev/vda rw console=ttyS0 net.ifnames=0"
+  end
+end
+"""
+
+
+@dataclass(frozen=True)
+class Box:
+    """A built box in the cache: its directory holds the .box, the kernel and the manifest."""
+
+    key: str
+    dir: Path
+
+    @property
+    def name(self) -> str:
+        """The box's name in Vagrant: a new recipe is a new name, so no stale box is used."""
+        return f"vxlab/{RELEASE}-{self.key}"
+
+    @property
+    def file(self) -> Path:
+        return self.dir / "vxlab.box"
+
+    @property
+    def kernel(self) -> Path:
+        return self.dir / "vmlinuz"
+
+    @property
+    def initrd(self) -> Path:
+        return self.dir / "initrd.img"
+
+    @property
+    def manifest(self) -> Path:
+        return self.dir / "manifest.txt"
+
+    def exists(self) -> bool:
+        return self.file.exists()
+
+
+def recipe(image: Path) -> dict:
+    """Everything the box is made from; its hash is the box's cache key."""
+    return {"release": RELEASE, "packages": PACKAGES, "files": FILES, "hooks": HOOKS,
+            "dpkg": DPKG_OPTS, "disk_gb": DISK_GB, "vagrantfile": BOX_VAGRANTFILE,
+            "image": image.name}  # the image's name carries its own recipe hash
+
+
+def recipe_key(image: Path) -> str:
+    return hashlib.sha256(json.dumps(recipe(image), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def box_for(image_name: str, cache: Path = CACHE) -> Box:
+    """The box of the current recipe (built or not), given the container image's file name."""
+    key = recipe_key(Path(image_name))
+    return Box(key, cache / f"{RELEASE}-{key}")
+
+
+def current(cache: Path = CACHE, images: Path = IMAGE_CACHE) -> Box | None:
+    """The box the current recipe makes, without building anything (None if the container
+    image is not built either)."""
+    found = sorted(images.glob(f"vxlab-{RELEASE}-*.tar"), key=lambda p: p.stat().st_mtime)
+    return box_for(found[-1].name, cache) if found else None
+
+
+def build(cache: Path = CACHE, progress: Callable[[str], None] = print, force: bool = False) -> Box:
+    """Build the box unless the cache holds one of this recipe; return it.
+
+    Built in a temp dir next to the cache entry and renamed into place: an interrupted or
+    failed build leaves nothing behind (mmdebstrap's bind mounts included), and a box in the
+    cache is always whole.
+    """
+    image = lxd.ensure_image(progress=progress)
+    box = box_for(image.name, cache)
+    if box.exists() and not force:
+        progress(f"box {box.name} is up to date: {box.file}")
+        return box
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # a second builder waits, then finds the box
+        if box.exists() and not force:
+            return box
+        for stale in cache.glob(".build-*"):  # of a build killed mid-way
+            lxd._remove_tree(stale)
+        staging = Path(tempfile.mkdtemp(prefix=".build-", dir=cache))
+        try:
+            started = time.monotonic()
+            _Builder(staging, image, progress).build()
+            if box.dir.exists():
+                shutil.rmtree(box.dir)  # force: replace the old build of this recipe
+            os.rename(staging / "box", box.dir)
+            progress(f"box {box.name} built in {time.monotonic() - started:.0f} s: {box.file} "
+                     f"({box.file.stat().st_size / 2**20:.0f} MiB)")
+        finally:
+            lxd._remove_tree(staging)
+        for old in cache.glob(f"{RELEASE}-*"):  # older recipes: 400 MB each
+            if old != box.dir:
+                shutil.rmtree(old)
+    return box
+
+
+class _Builder:
+    """Makes one box in `staging`: rootfs/ (the tree), then box/ (what the cache keeps)."""
+
+    def __init__(self, staging: Path, image: Path, progress: Callable[[str], None]) -> None:
+        self.staging = staging
+        self.image = image
+        self.progress = progress
+        self.rootfs = staging / "rootfs"
+        self.out = staging / "box"
+
+    def build(self) -> None:
+        self.out.mkdir()
+        self._mmdebstrap()
+        self._add_image()
+        self._manifest()
+        self._boot_files()
+        self._disk()
+        self._pack()
+
+    def _overlay(self) -> Path:
+        overlay = self.staging / "overlay"
+        overlay.mkdir(mode=0o755)  # sync-in gives "/" the overlay's own mode
+        for path, (text, mode) in FILES.items():
+            dest = overlay / path.lstrip("/")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_text(text)
+            dest.chmod(mode)
+        keys = glob.glob(INSECURE_KEY)
+        if not keys:
+            raise RuntimeError(f"Vagrant's insecure public key not found ({INSECURE_KEY}): "
+                               "install the vagrant package")
+        ssh = overlay / "home/vagrant/.ssh"
+        ssh.mkdir(parents=True)
+        shutil.copyfile(keys[0], ssh / "authorized_keys")  # modes and owner: HOOKS
+        return overlay
+
+    def _mmdebstrap(self) -> None:
+        self.progress(f"mmdebstrap: Debian {RELEASE} + {len(PACKAGES)} packages from {SOURCES}")
+        overlay = self._overlay()
+        argv = ["mmdebstrap", "--mode=root", "--variant=apt", "--format=directory", "--quiet",
+                f"--include={','.join(PACKAGES)}",
+                *(f"--dpkgopt={o}" for o in DPKG_OPTS),
+                f"--customize-hook=sync-in {overlay} /",
+                *(f"--customize-hook={h}" for h in HOOKS),
+                RELEASE, str(self.rootfs), str(SOURCES)]
+        # Terminated (not killed) on Ctrl-C, so mmdebstrap undoes its bind mounts first.
+        lxd._run_to_end(argv)
+
+    def _add_image(self) -> None:
+        dest = self.rootfs / IMAGES_DIR.lstrip("/")
+        dest.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(self.image, dest / self.image.name)
+        (dest / "vxlab.tar").symlink_to(self.image.name)  # a fixed name for provisioning
+
+    def _manifest(self) -> None:
+        r = subprocess.run(["dpkg-query", f"--admindir={self.rootfs}/var/lib/dpkg", "-W",
+                            "-f", "${Package}\t${Version}\t${Architecture}\n"],
+                           capture_output=True, text=True, check=True)
+        lines = sorted(r.stdout.splitlines())
+        header = (f"# vxlab box: Debian {RELEASE}, {len(lines)} packages; "
+                  f"container image {self.image.name}\n")
+        (self.out / "manifest.txt").write_text(header + "\n".join(lines) + "\n")
+
+    def _boot_files(self) -> None:
+        # Direct kernel boot: the host hands QEMU the box's kernel and initrd.
+        for link, name in (("vmlinuz", "vmlinuz"), ("initrd.img", "initrd.img")):
+            shutil.copyfile(self.rootfs / os.readlink(self.rootfs / link).lstrip("/"), self.out / name)
+            (self.out / name).chmod(0o644)
+
+    def _disk(self) -> None:
+        self.progress(f"disk image: mkfs.ext4 -d ({DISK_GB} GiB sparse), compressed qcow2")
+        raw = self.staging / "root.raw"
+        with open(raw, "wb") as f:
+            f.truncate(DISK_GB * 2**30)
+        lxd._run_to_end(["mkfs.ext4", "-q", "-F", "-L", "root", "-d", str(self.rootfs), str(raw)])
+        # Compressed qcow2 (a third of the size); QEMU decompresses natively, not emulated.
+        lxd._run_to_end(["qemu-img", "convert", "-c", "-W", "-m", "2", "-O", "qcow2", str(raw),
+                         str(self.staging / "box.img")])
+        raw.unlink()
+
+    def _pack(self) -> None:
+        (self.staging / "metadata.json").write_text(
+            json.dumps({"provider": "libvirt", "format": "qcow2", "virtual_size": DISK_GB}) + "\n")
+        (self.staging / "Vagrantfile").write_text(BOX_VAGRANTFILE)
+        for name in ("vmlinuz", "initrd.img"):
+            shutil.copyfile(self.out / name, self.staging / name)
+        # A plain tar (the disk is the bulk, and gzip would take a minute for ~15%).
+        partial = self.out / ".vxlab.box.partial"
+        lxd._run_to_end(["tar", "-C", str(self.staging), "-cf", str(partial), "--sparse",
+                         "metadata.json", "Vagrantfile", "box.img", "vmlinuz", "initrd.img"])
+        partial.rename(self.out / "vxlab.box")
+        with contextlib.suppress(FileNotFoundError):
+            (self.staging / "box.img").unlink()

@@ -1,0 +1,153 @@
+"""What the Vagrantfile needs, from the lab description: `python -m lab.vagrant.spec` prints it
+as JSON, and the Ruby Vagrantfile only consumes it, so nothing is written twice.
+
+The names of what the host holds for the VMs (the OVS bridge, the libvirt networks and their
+portgroups) are made here too; lab/vagrant/host.py creates them from the same `Spec`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import asdict, dataclass, field
+from ipaddress import IPv4Interface, IPv4Network
+from pathlib import Path
+
+from lab import model
+from lab.vagrant import box as boxes
+from lab.vagrant import kvm
+
+# Vagrant's own host-only network (SSH from the host): isolated, no NAT, no route to the lab.
+MGMT_SUBNET = IPv4Network("192.168.121.0/24")
+RUN_DIR = Path("/var/tmp/vxlab-vagrant")  # serial logs of the VMs: outside the repository
+
+
+@dataclass(frozen=True)
+class Nic:
+    """A lab NIC of a VM: on the dsw-host network, in one of its portgroups."""
+
+    name: str  # inside the VM (lab.yaml's `nic`, the seed's enp0s6)
+    mac: str
+    network: str  # libvirt network
+    portgroup: str
+    vlans: tuple[int, ...]  # carried by the port: one = access port, several = trunk
+    mtu: int
+
+
+@dataclass(frozen=True)
+class Vm:
+    name: str
+    memory: int  # MiB
+    cpus: int
+    nics: tuple[Nic, ...]
+    cmdline: str  # direct kernel boot
+    serial_log: str
+
+
+@dataclass(frozen=True)
+class Network:
+    """An OVS-backed libvirt network on the host's bridge, with a portgroup per VLAN set."""
+
+    name: str
+    bridge: str
+    mtu: int
+    portgroups: dict[str, tuple[int, ...]]  # name -> VLANs (one: access; more: trunk)
+
+
+@dataclass(frozen=True)
+class Management:
+    name: str
+    subnet: str  # the host holds .1 (Vagrant's SSH), VMs get leases; nothing is forwarded
+
+
+@dataclass(frozen=True)
+class Spec:
+    lab: str
+    driver: str  # libvirt domain type: kvm or qemu
+    cpu_mode: str
+    box: dict
+    management: Management
+    switch: Network
+    upstream_vlan: int
+    vms: tuple[Vm, ...] = field(default=())
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+
+def mac(lab: model.Lab, index: int) -> str:
+    """The MAC of the index-th VM's lab NIC: the seed's switch MAC prefix + the VM's number."""
+    return f"{lab.switch.mac_prefix}:{index >> 8:02x}:{index & 0xff:02x}"
+
+
+def switch_network(lab: model.Lab) -> Network:
+    r = lab.router
+    groups = {"trunk": (r.uplink.vlan, *(t.vlan for t in lab.tenants.values()))}
+    groups |= {f"vlan{t.vlan}": (t.vlan,) for t in lab.tenants.values()}
+    return Network(f"{lab.name}-{lab.switch.name}", lab.switch.name,
+                   lab.shared_vlan.vxlan.underlay_mtu, groups)
+
+
+def management(lab: model.Lab) -> Management:
+    return Management(f"{lab.name}-mgmt", str(MGMT_SUBNET))
+
+
+def mgmt_host_address(lab: model.Lab) -> IPv4Interface:
+    return IPv4Interface(f"{next(MGMT_SUBNET.hosts())}/{MGMT_SUBNET.prefixlen}")
+
+
+def vms(lab: model.Lab, run_dir: Path = RUN_DIR) -> tuple[Vm, ...]:
+    net = switch_network(lab)
+    mtu = net.mtu
+    r = lab.router
+    wanted = [(r.vm, r.nic, "trunk", r.resources)]
+    wanted += [(t.vm, t.nic, f"vlan{t.vlan}", t.resources) for t in lab.tenants.values()]
+    out = []
+    for i, (name, nic, group, res) in enumerate(wanted, start=1):
+        n = Nic(nic, mac(lab, i), net.name, group, net.portgroups[group], mtu)
+        # systemd.hostname: Vagrant's hostname capability costs ~20 s per VM under TCG.
+        # vxlab.ifname: the box names the NIC by MAC (lab/vagrant/box.py).
+        cmdline = (f"root=/dev/vda rw console=ttyS0 net.ifnames=0 quiet systemd.hostname={name} "
+                   f"vxlab.ifname={n.name}:{n.mac}")
+        out.append(Vm(name, res.memory, res.cpus, (n,), cmdline, str(run_dir / f"serial-{name}.log")))
+    return tuple(out)
+
+
+def box_info(box: boxes.Box | None) -> dict:
+    if box is None:
+        return {"name": None, "url": None, "kernel": None, "initrd": None, "built": False}
+    return {"name": box.name, "url": box.file.as_uri(), "kernel": str(box.kernel),
+            "initrd": str(box.initrd), "built": box.exists()}
+
+
+def spec(lab: model.Lab, box: boxes.Box | None = None, driver: str | None = None) -> Spec:
+    box = box if box is not None else boxes.current()
+    kernel = box.kernel if box is not None and box.exists() else None
+    driver = driver or kvm.driver(kernel)
+    return Spec(
+        lab=lab.name,
+        driver=driver,
+        # KVM: the host's CPU; TCG: a plain model every QEMU emulates
+        cpu_mode="host-passthrough" if driver == "kvm" else "custom",
+        box=box_info(box),
+        management=management(lab),
+        switch=switch_network(lab),
+        upstream_vlan=lab.router.uplink.vlan,
+        vms=vms(lab),
+    )
+
+
+def main(argv: list[str]) -> int:
+    lab_file = os.environ.get("VXLAB_LAB") or (argv[0] if argv else model.DEFAULT_LAB)
+    try:
+        lab = model.load(lab_file)
+    except model.LabError as e:
+        print(f"invalid lab description:\n{e}", file=sys.stderr)
+        return 2
+    print(spec(lab).to_json())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

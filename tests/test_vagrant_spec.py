@@ -1,0 +1,115 @@
+"""The Vagrantfile's input (lab.vagrant.spec) comes from the lab description, and the Vagrantfile
+that consumes it passes `vagrant validate`."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lab import model
+from lab.vagrant import box as boxes
+from lab.vagrant import spec
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def lab() -> model.Lab:
+    return model.load()
+
+
+def test_vms_come_from_the_lab(lab):
+    s = spec.spec(lab, box=boxes.Box("k", Path("/nowhere")), driver="qemu")
+    names = [vm.name for vm in s.vms]
+    assert names == [lab.router.vm, *(t.vm for t in lab.tenants.values())]
+    by = {vm.name: vm for vm in s.vms}
+    assert (by[lab.router.vm].memory, by[lab.router.vm].cpus) == (768, 1)
+    assert (by["blueVM"].memory, by["blueVM"].cpus) == (1536, 2)
+    router_nic = by["routerVM"].nics[0]
+    assert (router_nic.name, router_nic.portgroup, router_nic.vlans) == ("enp0s6", "trunk", (214, 220, 221))
+    assert [(vm.nics[0].portgroup, vm.nics[0].vlans) for vm in s.vms[1:]] == [("vlan220", (220,)),
+                                                                               ("vlan221", (221,))]
+    assert {nic.mtu for vm in s.vms for nic in vm.nics} == {lab.shared_vlan.vxlan.underlay_mtu}
+
+
+def test_macs_names_and_cmdline(lab):
+    s = spec.spec(lab, box=boxes.Box("k", Path("/nowhere")), driver="qemu")
+    macs = [vm.nics[0].mac for vm in s.vms]
+    assert macs == ["ba:ad:ca:fe:00:01", "ba:ad:ca:fe:00:02", "ba:ad:ca:fe:00:03"]
+    for vm in s.vms:
+        assert f"vxlab.ifname=enp0s6:{vm.nics[0].mac}" in vm.cmdline.split()
+        assert f"systemd.hostname={vm.name}" in vm.cmdline.split()
+        assert "net.ifnames=0" in vm.cmdline.split()
+
+
+def test_switch_and_management(lab):
+    s = spec.spec(lab, box=boxes.Box("k", Path("/nowhere")), driver="qemu")
+    assert s.switch.bridge == "dsw-host" and s.switch.name == "vxlab-dsw-host"
+    assert s.switch.portgroups == {"trunk": (214, 220, 221), "vlan220": (220,), "vlan221": (221,)}
+    assert s.management.name == "vxlab-mgmt"
+    assert s.upstream_vlan == 214
+    assert s.cpu_mode == "custom" and s.driver == "qemu"
+    assert spec.spec(lab, box=boxes.Box("k", Path("/x")), driver="kvm").cpu_mode == "host-passthrough"
+
+
+def test_box_info():
+    b = boxes.Box("0123456789abcdef", Path("/var/cache/vxlab/boxes/bookworm-0123456789abcdef"))
+    info = spec.box_info(b)
+    assert info["name"] == "vxlab/bookworm-0123456789abcdef"
+    assert info["url"] == "file:///var/cache/vxlab/boxes/bookworm-0123456789abcdef/vxlab.box"
+    assert info["kernel"].endswith("/vmlinuz") and info["built"] is False
+    assert spec.box_info(None)["built"] is False
+
+
+def test_box_key_follows_the_recipe(monkeypatch):
+    key = boxes.recipe_key(Path("vxlab-bookworm-aaaa.tar"))
+    assert key == boxes.recipe_key(Path("/elsewhere/vxlab-bookworm-aaaa.tar"))  # the name counts
+    assert key != boxes.recipe_key(Path("vxlab-bookworm-bbbb.tar"))  # a new container image
+    monkeypatch.setattr(boxes, "PACKAGES", (*boxes.PACKAGES, "htop"))
+    assert key != boxes.recipe_key(Path("vxlab-bookworm-aaaa.tar"))  # a new package
+
+
+def test_a_changed_lab_changes_the_spec(lab_data, tmp_path):
+    lab_data["tenants"]["blue"]["resources"]["memory"] = 2048
+    lab_data["tenants"]["green"]["vlan"] = 230
+    lab_data["tenants"]["green"]["table"] = 230
+    lab_data["tenants"]["green"]["fwmark"] = 230
+    f = tmp_path / "lab.yaml"
+    f.write_text(yaml.safe_dump(lab_data))
+    env = {**os.environ, "VXLAB_LAB": str(f), "VXLAB_LIBVIRT_DRIVER": "qemu"}
+    out = subprocess.run([sys.executable, "-m", "lab.vagrant.spec"], cwd=REPO, env=env,
+                         capture_output=True, text=True, check=True).stdout
+    data = json.loads(out)
+    assert data["driver"] == "qemu"
+    blue = next(vm for vm in data["vms"] if vm["name"] == "blueVM")
+    green = next(vm for vm in data["vms"] if vm["name"] == "greenVM")
+    assert blue["memory"] == 2048
+    assert green["nics"][0]["portgroup"] == "vlan230"
+    assert data["switch"]["portgroups"]["trunk"] == [214, 220, 230]
+
+
+def test_a_bad_lab_is_refused(tmp_path):
+    f = tmp_path / "lab.yaml"
+    f.write_text("name: vxlab\n")
+    r = subprocess.run([sys.executable, "-m", "lab.vagrant.spec"], cwd=REPO, capture_output=True,
+                       text=True, env={**os.environ, "VXLAB_LAB": str(f)})
+    assert r.returncode == 2 and "invalid lab description" in r.stderr
+
+
+@pytest.mark.skipif(not os.environ.get("CI") and not shutil.which("vagrant"), reason="needs vagrant")
+def test_vagrant_validate(tmp_path):
+    # Vagrant's own state goes to tmp: the test leaves no .vagrant/ nor ~/.vagrant.d behind.
+    env = {**os.environ, "VAGRANT_HOME": str(tmp_path / "home"),
+           "VAGRANT_DOTFILE_PATH": str(tmp_path / "dot"), "VAGRANT_CHECKPOINT_DISABLE": "1",
+           "VXLAB_LIBVIRT_DRIVER": "qemu"}
+    r = subprocess.run(["vagrant", "validate"], cwd=REPO, env=env, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "validated successfully" in r.stdout

@@ -195,7 +195,43 @@ def box_build(c):
     _not_yet("box.build", 5)
 
 
-ns = Collection(render_, up, down, status, provision_, exec_, shell, logs, capture, doctor)
+@task(name="graph", help={"lab": LAB, "format": "svg (default), png or dot",
+                          "out": "file to write (default: <lab name>.<format>, here)",
+                          "live": "also show the running lab: VRRP master, leases, daemons"})
+def graph_(c, lab=None, format="svg", out=None, live=False):
+    """Draw the lab with Graphviz: VMs, switches, VLANs, addresses, VXLAN, VIPs."""
+    from lab import graph  # here: only this task needs it
+
+    if format not in graph.FORMATS:
+        raise Exit(f"--format must be one of {', '.join(graph.FORMATS)}, not {format!r}", code=2)
+    if live:
+        elab = _lab(lab)
+        the_lab, state = elab.lab, _guard(commands.status, elab)
+    else:
+        the_lab, state = _load(lab), None
+    print(_guard(graph.draw, the_lab, format, Path(out or f"{the_lab.name}.{format}"), state))
+
+
+@task(name="plot", help={"report": "a drill report (JSON), as a failover drill saves it",
+                         "out": "PNG or SVG to write (default: the report's path with .png)"})
+def plot_(c, report, out=None):
+    """Draw a drill report as a timeline: replies per container and family, outages, events."""
+    import json
+
+    from lab import plot  # here: matplotlib is slow to import, and only this task needs it
+
+    src = Path(report)
+    try:
+        data = json.loads(src.read_text())
+    except (OSError, ValueError) as e:
+        raise Exit(f"cannot read the drill report {src}: {e}", code=2) from None
+    try:
+        print(plot.plot(data, Path(out) if out else src.with_suffix(".png")))
+    except ValueError as e:
+        raise Exit(str(e), code=2) from None
+
+
+ns = Collection(render_, up, down, status, provision_, exec_, shell, logs, capture, doctor, graph_, plot_)
 ns.add_collection(Collection("test", test_connectivity, test_addressing, test_gateway, test_vxlan,
                              test_internet, test_router))
 ns.add_collection(Collection("failover", failover_green))

@@ -183,10 +183,32 @@ def test_router(c, lab=None, json=None, junit=None, wait=30):
     _check(lab, "router", json, junit, wait)
 
 
-@task(name="green")
-def failover_green(c):
-    """The failover drill: green loses the Internet, blue takes over."""
-    _not_yet("failover.green", 4)
+DRILL_HELP = {"lab": LAB, "mode": "probe (the seed's: blind the health check), uplink (drop what "
+              "the tenant sends to the Internet) or crash (kill its keepalived)",
+              "family": "uplink mode: 4, 6 or both", "json": "write the report as JSON to this file",
+              "plot": "draw the timeline to this PNG or SVG file",
+              "deadline": "seconds allowed for each move of the gateway"}
+
+
+def _drill(lab, tenant, mode, family, json, plot, deadline):
+    report = _guard(commands.drill, _lab(lab), tenant, mode, str(family), float(deadline), json, plot, _say)
+    from lab.drills import summary
+
+    print(summary(report))
+    if not report["ok"]:
+        raise Exit(code=1)
+
+
+@task(name="green", help=DRILL_HELP)
+def failover_green(c, lab=None, mode="probe", family="both", json=None, plot=None, deadline=20):
+    """The seed's drill: green loses the Internet, blue takes over, then green gets it back."""
+    _drill(lab, "green", mode, family, json, plot, deadline)
+
+
+@task(name="blue", help=DRILL_HELP)
+def failover_blue(c, lab=None, mode="probe", family="both", json=None, plot=None, deadline=20):
+    """The same on blue (the BACKUP): the gateway must stay on green throughout."""
+    _drill(lab, "blue", mode, family, json, plot, deadline)
 
 
 @task(name="build")
@@ -234,5 +256,17 @@ def plot_(c, report, out=None):
 ns = Collection(render_, up, down, status, provision_, exec_, shell, logs, capture, doctor, graph_, plot_)
 ns.add_collection(Collection("test", test_connectivity, test_addressing, test_gateway, test_vxlan,
                              test_internet, test_router))
-ns.add_collection(Collection("failover", failover_green))
+@task(name="dhcp", help={"lab": LAB, "json": "write the report as JSON to this file",
+                         "deadline": "seconds allowed for the new lease"})
+def failover_dhcp(c, lab=None, json=None, deadline=30):
+    """Stop the primary DHCP server: a client still gets a lease, from the secondary."""
+    from lab.drills import dhcp_summary
+
+    report = _guard(commands.dhcp_drill, _lab(lab), float(deadline), json, _say)
+    print(dhcp_summary(report))
+    if not report["ok"]:
+        raise Exit(code=1)
+
+
+ns.add_collection(Collection("failover", failover_green, failover_blue, failover_dhcp))
 ns.add_collection(Collection("box", box_build))

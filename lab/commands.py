@@ -227,3 +227,34 @@ def check(elab: EmbeddedLab, group: str | None, wait: float, json_file: str | No
     if junit_file:
         Path(junit_file).write_text(report.junit())
     return report
+
+
+# -- drills ---------------------------------------------------------------------------------------
+
+def drill(elab: EmbeddedLab, tenant: str, mode: str, family: str, deadline: float,
+          json_file: str | None, plot_file: str | None, progress) -> dict:
+    from lab import drills
+
+    try:
+        report = drills.run(elab, tenant, mode, family, deadline, progress)
+    except drills.DrillError as e:
+        raise UsageError(str(e)) from None
+    if json_file:
+        Path(json_file).write_text(json.dumps(report, indent=1))
+    if plot_file:
+        from lab import plot
+
+        plot.plot(report, Path(plot_file))
+    return report
+
+
+def dhcp_drill(elab: EmbeddedLab, deadline: float, json_file: str | None, progress) -> dict:
+    from lab import drills
+
+    try:
+        report = drills.dhcp(elab, deadline, progress)
+    except drills.DrillError as e:
+        raise UsageError(str(e)) from None
+    if json_file:
+        Path(json_file).write_text(json.dumps(report, indent=1))
+    return report

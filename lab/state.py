@@ -32,6 +32,18 @@ def default_gateway(node: Node, family: int) -> str | None:
     return routes[0].get("gateway") if routes else None
 
 
+def pid_alive(node: Node, pidfile: str) -> bool:
+    """The daemon whose own pid file this is runs (checked on the node)."""
+    path = node.root + pidfile
+    return node.run(["sh", "-c", f'kill -0 "$(cat {path})"'], check=False).ok
+
+
+def vrrp_state(node: Node) -> str | None:
+    """The state keepalived last reported through the seed's notify script."""
+    m = re.search(r"transitioned to the (\S+) state", node.read("/var/run/keepalived_status") or "")
+    return m.group(1) if m else None
+
+
 def dhcp_failover_state(node: Node) -> str | None:
     """dhcpd's own failover state, as it records it in its lease file ("my state normal")."""
     text = node.read(LEASES) or ""
@@ -79,6 +91,14 @@ def convergence_problems(elab) -> list[str]:
     for name, held in holders.items():
         if name != master and held:
             problems.append(f"{lab.tenants[name].vm} also holds {held}")
+    for name, t in lab.tenants.items():
+        for daemon in ("keepalived", "radvd"):
+            if not pid_alive(node(t.vm), f"/run/{daemon}.pid"):
+                problems.append(f"{t.vm}: {daemon} is not running")
+        want = "MASTER" if name == master else "BACKUP"
+        got = vrrp_state(node(t.vm))
+        if got != want:
+            problems.append(f"{t.vm}: keepalived reports {got}, expected {want}")
     for t in lab.tenants.values():
         state = dhcp_failover_state(node(t.dhcp_server.name))
         if state != "normal":

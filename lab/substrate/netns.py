@@ -134,6 +134,12 @@ class NetnsNode:
         pid = self.pid(service)
         if pid:
             _terminate([pid])
+            # A daemon whose starter has exited is reaped by PID 1, sometimes late; until then
+            # its zombie looks alive to the daemon's own pid-file check (dhcpd: "There's already
+            # a DHCP server running"). Give the reaper a moment.
+            deadline = time.monotonic() + 5
+            while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
         self._pidfile(service).unlink(missing_ok=True)
 
 

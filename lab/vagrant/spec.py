@@ -70,6 +70,7 @@ class Spec:
     management: Management
     switch: Network
     upstream_vlan: int
+    domain_prefix: str  # libvirt domains are PREFIX + VM name
     vms: tuple[Vm, ...] = field(default=())
 
     def to_json(self) -> str:
@@ -91,6 +92,10 @@ def switch_network(lab: model.Lab) -> Network:
 
 def management(lab: model.Lab) -> Management:
     return Management(f"{lab.name}-mgmt", str(MGMT_SUBNET))
+
+
+def domain_prefix(lab: model.Lab) -> str:
+    return f"{lab.name}_"
 
 
 def mgmt_host_address(lab: model.Lab) -> IPv4Interface:
@@ -134,6 +139,7 @@ def spec(lab: model.Lab, box: boxes.Box | None = None, driver: str | None = None
         management=management(lab),
         switch=switch_network(lab),
         upstream_vlan=lab.router.uplink.vlan,
+        domain_prefix=domain_prefix(lab),
         vms=vms(lab),
     )
 

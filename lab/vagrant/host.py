@@ -94,9 +94,9 @@ class Daemon:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, sig)
                 deadline = time.monotonic() + timeout
-                while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+                while _alive(pid) and time.monotonic() < deadline:
                     time.sleep(0.05)
-                if not Path(f"/proc/{pid}").exists():
+                if not _alive(pid):
                     break
         self.pidfile.unlink(missing_ok=True)
         return pid is not None
@@ -149,6 +149,58 @@ class Backups:
         return restored
 
 
+class Footprint:
+    """What libvirtd writes by itself when we start it (its first start fills /etc/libvirt
+    with nwfilters, UUIDs and secrets/; then runtime dirs, logs, dnsmasq and QEMU state):
+    /etc/libvirt is saved whole and put back; elsewhere, whatever is new is removed."""
+
+    ETC = Path("/etc/libvirt")
+    DIRS = (Path("/var/lib/libvirt"), Path("/var/log/libvirt"), Path("/var/cache/libvirt"),
+            Path("/run/libvirt"))
+
+    def __init__(self, where: Path) -> None:
+        self.where = where
+        self.tar = where / "etc-libvirt.tar"
+        self.listing = where / "paths.json"
+
+    def record(self) -> None:
+        if self.listing.exists():
+            return
+        self.where.mkdir(parents=True, exist_ok=True)
+        if self.ETC.exists():
+            sh(["tar", "-C", str(self.ETC.parent), "--numeric-owner", "--xattrs", "-cpf", str(self.tar),
+                self.ETC.name])
+        self.listing.write_text(json.dumps(sorted(self._paths())))
+
+    def _paths(self) -> set[str]:
+        out = set()
+        for d in self.DIRS:
+            if d.exists():
+                out.add(str(d))
+                for dirpath, dirnames, filenames in os.walk(d):
+                    out |= {os.path.join(dirpath, n) for n in dirnames + filenames}
+        return out
+
+    def undo(self) -> list[str]:
+        if not self.listing.exists():
+            return []
+        before = set(json.loads(self.listing.read_text()))
+        new = sorted(self._paths() - before, key=lambda p: -p.count("/"))  # deepest first
+        for p in new:
+            path = Path(p)
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        done = [f"{len(new)} paths libvirt made"] if new else []
+        if self.tar.exists():
+            shutil.rmtree(self.ETC)
+            sh(["tar", "-C", str(self.ETC.parent), "--numeric-owner", "--xattrs", "-xpf", str(self.tar)])
+            done.append(f"{self.ETC} as it was")
+        shutil.rmtree(self.where, ignore_errors=True)
+        return done
+
+
 # -- the host ------------------------------------------------------------------------------
 
 class Host:
@@ -160,6 +212,7 @@ class Host:
         self.run = RUN / lab.name
         self.backups = Backups(KEEP / lab.name / "backup")
         self.facts = KEEP / lab.name / "facts.json"  # what the host was like before us
+        self.footprint = Footprint(KEEP / lab.name / "libvirt")
         self.switch = specs.switch_network(lab)
         self.mgmt = specs.management(lab)
         self.upstream_ns = f"vag-{lab.name}-internet"  # not vxlab-*: the embedded lab's names
@@ -211,6 +264,8 @@ class Host:
         """Make everything the Vagrantfile expects on the host; safe to run again."""
         self.run.mkdir(parents=True, exist_ok=True)
         self._record_facts()
+        if not self._libvirt_up():  # we shall start libvirtd: everything it writes is ours
+            self.footprint.record()
         self._qemu_conf(driver)
         self._no_autostart()
         self._ovs()
@@ -403,6 +458,8 @@ class Host:
             done.append(f"nft table netdev {self.seal_table}")
         done += self._remove_chains(facts.get("chains", []))
         done += [f"restored {p}" for p in self.backups.restore_all()]
+        if not any(d.pid() for d in self.libvirt):
+            done += self.footprint.undo()
         with contextlib.suppress(OSError):
             shutil.rmtree(specs.RUN_DIR)  # the VMs' serial logs
         shutil.rmtree(self.run, ignore_errors=True)
@@ -493,6 +550,14 @@ class Host:
 class _Done:
     ok: bool
     out: str
+
+
+def _alive(pid: int) -> bool:
+    """Running, not a zombie: our daemons detach, and their reaper (PID 1) may be slow."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def _namespaces() -> set[str]:

@@ -253,7 +253,18 @@ def plot_(c, report, out=None):
         raise Exit(str(e), code=2) from None
 
 
-ns = Collection(render_, up, down, status, provision_, exec_, shell, logs, capture, doctor, graph_, plot_)
+@task(help={"lab": LAB})
+def docs(c, lab=None):
+    """Regenerate the README's pictures: the lab (graph) and a real drill (needs the lab up)."""
+    from lab import graph
+
+    elab = _lab(lab)
+    print(_guard(graph.draw, elab.lab, "svg", Path("docs/lab.svg"), None))
+    _drill(lab, "green", "uplink", "both", None, "docs/drill-green-uplink.png", 20)
+
+
+ns = Collection(render_, up, down, status, provision_, exec_, shell, logs, capture, doctor,
+                graph_, plot_, docs)
 ns.add_collection(Collection("test", test_connectivity, test_addressing, test_gateway, test_vxlan,
                              test_internet, test_router))
 @task(name="dhcp", help={"lab": LAB, "json": "write the report as JSON to this file",

@@ -203,6 +203,23 @@ def outages(series: list[tuple[float, bool]], restore_t: float) -> list[dict]:
     return out
 
 
+# -- the timeline ----------------------------------------------------------------------------------
+
+@dataclass
+class Timeline:
+    """What vxlab did and saw, on the host's clock, in seconds since t0."""
+
+    t0: float
+    progress: Callable[[str], None]
+    events: list[dict] = field(default_factory=list)
+
+    def mark(self, what: str, node: str) -> float:
+        t = time.time() - self.t0
+        self.events.append({"t": round(t, 3), "what": what, "node": node, "clock": "host"})
+        self.progress(f"[{t:5.1f}s] {what}")
+        return t
+
+
 # -- watching the gateway -----------------------------------------------------------------------
 
 @dataclass(eq=False)  # a thread: hashed by identity
@@ -296,14 +313,9 @@ def run(elab, tenant: str, mode: str = "probe", family: str = "both", deadline: 
               for c in containers for fam in ("4", "6")}
     stream = tcp_stream(node_of(stream_from), str(res.ipv4))
     watch = Watch(lab, node_of, t0)
-    events: list[dict] = []
+    timeline = Timeline(t0, progress)
+    mark, events = timeline.mark, timeline.events
     problems: list[str] = []
-
-    def mark(what: str, node: str) -> float:
-        t = time.time() - t0
-        events.append({"t": round(t, 3), "what": what, "node": node, "clock": "host"})
-        progress(f"[{t:5.1f}s] {what}")
-        return t
 
     injected = restored = None
     takeover = None
@@ -455,15 +467,9 @@ def dhcp(elab, deadline: float = 30, progress: Callable[[str], None] = lambda m:
     served = {c: client_recipe.lease_server(target(c)) for c in clients}
     by_primary = [c for c, s in served.items() if s == str(primary.ipv4.ip)]
     client = (by_primary or clients)[0]
-    t0 = time.time()
-    events: list[dict] = []
+    timeline = Timeline(time.time(), progress)
+    mark, events = timeline.mark, timeline.events
     problems: list[str] = []
-
-    def mark(what: str, node: str) -> float:
-        t = time.time() - t0
-        events.append({"t": round(t, 3), "what": what, "node": node, "clock": "host"})
-        progress(f"[{t:5.1f}s] {what}")
-        return t
 
     mark(f"{client} holds a lease from {served[client]} "
          f"({'the primary' if by_primary else 'no client was served by the primary'})", client)

@@ -1,6 +1,7 @@
 import copy
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 import yaml
@@ -26,3 +27,25 @@ def needs_root(*tools: str):
     return pytest.mark.skipif(not os.environ.get("CI") and (os.geteuid() != 0 or bool(missing)),
                               reason=f"needs root and {', '.join(tools) or 'nothing else'}"
                                      f"{' (missing: ' + ', '.join(missing) + ')' if missing else ''}")
+
+
+def light_lab_file(tmp_path_factory, name: str) -> Path:
+    """A copy of the default lab under another name, with light containers: e2e tests get
+    their own lab and never touch a user's `vxlab`."""
+    data = yaml.safe_load(model.DEFAULT_LAB.read_text())
+    data["name"] = name
+    data["containers"]["driver"] = "netns"
+    f = tmp_path_factory.mktemp("lab") / "lab.yaml"
+    f.write_text(yaml.safe_dump(data, sort_keys=False))
+    return f
+
+
+def running_lab(lab_file):
+    """Bring the lab up from nothing; yield it; take it down (a fixture's body)."""
+    from lab.embedded import EmbeddedLab
+
+    lab = EmbeddedLab(model.load(lab_file))
+    lab.down()
+    lab.up(timeout=120)
+    yield lab
+    lab.down()

@@ -9,11 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
-from conftest import needs_root
+from conftest import light_lab_file, needs_root, running_lab
 
-from lab import checks, model
-from lab.embedded import EmbeddedLab
+from lab import checks
 
 pytestmark = [needs_root("keepalived", "dhcpd", "radvd", "ifup", "dnsmasq"), pytest.mark.e2e]
 
@@ -22,21 +20,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def lab_file(tmp_path_factory) -> Path:
-    data = yaml.safe_load(model.DEFAULT_LAB.read_text())
-    data["name"] = "vxbroken"
-    data["containers"]["driver"] = "netns"
-    f = tmp_path_factory.mktemp("lab") / "lab.yaml"
-    f.write_text(yaml.safe_dump(data, sort_keys=False))
-    return f
+    return light_lab_file(tmp_path_factory, "vxbroken")
 
 
 @pytest.fixture(scope="module")
 def elab(lab_file):
-    lab = EmbeddedLab(model.load(lab_file))
-    lab.down()
-    lab.up(timeout=120)
-    yield lab
-    lab.down()
+    yield from running_lab(lab_file)
 
 
 def failures(elab, group: str, wait: float = 2) -> dict[tuple[str, str], str]:

@@ -193,9 +193,10 @@ def doctor() -> list[tuple[str, bool, str]]:
                     out.append((f"kernel {kind} links", ok, f"modprobe {kind}"))
             finally:
                 sh(["ip", "netns", "del", probe], check=False)
-    cg = Path("/sys/fs/cgroup/cgroup.controllers").exists()
-    out.append(("cgroup v2 (LXD containers)", cg, "boot with systemd.unified_cgroup_hierarchy=1, or use "
-                "--driver netns"))
+    mounts = Path("/proc/self/mounts").read_text().split("\n")
+    cg = any(len(f := m.split()) > 2 and f[2] in ("cgroup", "cgroup2") for m in mounts)
+    out.append(("cgroups mounted (LXD containers)", cg, "mount the cgroup hierarchies (v1 or v2), "
+                "or use --driver netns"))
     for profile in ("usr.sbin.dhcpd", "sbin.dhclient", "usr.sbin.dhclient"):
         enforced = _apparmor_enforced(profile)
         out.append((f"AppArmor {profile} not enforced", not enforced,

@@ -21,7 +21,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from lab import model  # noqa: E402
-from lab.containers.lxd import ensure_image  # noqa: E402
+from lab.containers.lxd import container_cgroups, ensure_image  # noqa: E402
 from lab.embedded import EmbeddedLab  # noqa: E402
 
 TARGETS = {"netns": 10.0, "lxd": 20.0, "down": 5.0}
@@ -54,8 +54,11 @@ def memory_mib(elab: EmbeddedLab) -> float:
         except FileNotFoundError:
             pass
     mib = kib / 1024
-    for cg in Path("/sys/fs/cgroup").glob(f"lxc.payload.{elab.lab.name}-*"):
-        mib += int((cg / "memory.current").read_text()) / 2**20
+    names = [f"{elab.lab.name}-{n.name}" for n in elab.lab.nodes() if n.is_container]
+    for cg in container_cgroups(names):  # the containers' memory: cgroup v2 or v1's memory controller
+        for f in ("memory.current", "memory.usage_in_bytes"):
+            if (cg / f).exists() and "payload" in cg.name:
+                mib += int((cg / f).read_text()) / 2**20
     for tenant in elab.lab.tenants if elab.driver == "lxd" else ():
         d = elab.lxd(tenant).daemon.lxd_dir
         df = subprocess.run(["df", "--output=used", "-k", str(d)], capture_output=True, text=True)

@@ -17,6 +17,7 @@ import yaml
 from conftest import needs_root
 
 from lab import model
+from lab.containers.lxd import container_cgroups
 from lab.embedded import EmbeddedLab
 
 pytestmark = [needs_root("keepalived", "dhcpd", "radvd", "ifup", "dnsmasq", "lxd"), pytest.mark.e2e]
@@ -42,7 +43,8 @@ def footprint() -> dict:
     netns = sorted(n.split()[0] for n in sh("ip", "netns", "list").splitlines() if n.startswith(NAME))
     mounts = sorted(line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()
                     if f"/{NAME}" in line.split()[1])
-    cgroups = sorted(str(p) for p in Path("/sys/fs/cgroup").glob(f"lxc.*.{NAME}-*"))
+    names = [f"{NAME}-{n.name}" for n in model.load().nodes() if n.is_container]
+    cgroups = sorted(str(p) for p in container_cgroups(names))  # any hierarchy, v1 or v2
     files = sorted(str(p) for p in (Path("/run/vxlab") / NAME, Path("/etc/netns") / f"{NAME}-routerVM")
                    if p.exists())
     return {"netns": netns, "mounts": mounts, "cgroups": cgroups, "files": files}

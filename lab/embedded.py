@@ -104,15 +104,20 @@ class EmbeddedLab:
             # Machines are independent of each other: each step runs them side by side.
             parallel(prov, [n for n in self.lab.nodes() if not n.is_container])
             containers = [n for n in self.lab.nodes() if n.is_container]
+
+            def tenant_containers(tenant: str) -> None:
+                """Make a tenant's containers, then provision its DHCP server at once."""
+                if self.driver == "lxd":
+                    self.lxd(tenant).up(progress=lambda m: progress(f"[{t}]   {m}"))
+                else:
+                    parallel(self._light_container, [n for n in containers if n.tenant == tenant])
+                prov(self.lab.node(self.lab.tenants[tenant].dhcp_server.name))
+
             if self.driver == "lxd":
                 progress(f"[{t}] LXD in " + " and ".join(t_.vm for t_ in self.lab.tenants.values()))
-                parallel(lambda tenant: self.lxd(tenant).up(
-                    progress=lambda m: progress(f"[{t}]   {m}")), list(self.lab.tenants))
-            else:
-                parallel(self._light_container, containers)
             # The DHCP failover pair first, serving, then its clients (an LXD client's ifup
             # gives up after one try).
-            parallel(prov, [n for n in containers if n.role == "dhcp"])
+            parallel(tenant_containers, list(self.lab.tenants))
             self._wait_for(lambda: self._dhcp_problems(), timeout, "the DHCP failover pair")
             parallel(prov, [n for n in containers if n.role != "dhcp"])
         progress(f"[{t}] waiting for convergence")

@@ -11,13 +11,12 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 
 import provision
 from lab import internet, model
 from lab.render import FORMS, File, render
 from lab.substrate.base import Node
-from lab.substrate.netns import NetnsLab, NetnsNode, _exists, namespaces, sh
+from lab.substrate.netns import NetnsLab, NetnsNode, link_exists, namespaces, sh
 
 Progress = Callable[[str], None]
 
@@ -154,7 +153,7 @@ class EmbeddedLab:
         tenant_ns = self.net.ns(self.lab.tenants[spec.tenant].vm)
         ns, nic = self.net.ns(spec.name), self.lab.containers.nic
         port = port_name(spec.name)
-        if _exists(ns, nic) and _exists(tenant_ns, port):
+        if link_exists(ns, nic) and link_exists(tenant_ns, port):
             return
         sh(["ip", "-n", tenant_ns, "link", "del", port], check=False)
         sh(["ip", "-n", ns, "link", "del", nic], check=False)
@@ -226,6 +225,3 @@ def port_name(container: str) -> str:
         return name
     return f"p-{container[:8]}-{hashlib.sha1(container.encode()).hexdigest()[:4]}"
 
-
-def state_of(lab: model.Lab) -> Path:
-    return NetnsLab(lab).state

@@ -36,14 +36,15 @@ def ifupdown(t: Target, exclude: tuple[str, ...] = ()) -> None:
     t.rewire()
     before = _state(t)
     t.node.run(["ifup", "-a", *args], timeout=120)
-    if _state(t) != before:
-        t.did("ifup " + " ".join(sorted(set(_state(t)) - set(before))) if before else "ifup -a")
+    brought_up = sorted(set(_state(t)) - set(before))
+    if brought_up:
+        t.did(f"ifup {' '.join(brought_up)}")
 
 
 def _state(t: Target) -> list[str]:
     """Interfaces ifupdown holds as up on this node."""
     r = t.node.run(["ifquery", "--state", "--state-dir", t.path("/run/network")], check=False)
-    return sorted(r.out.split())
+    return sorted(line.split("=")[0] for line in r.out.split())
 
 
 def service(t: Target, svc, config_changed: bool) -> None:

@@ -291,7 +291,7 @@ class NetnsLab:
         for w in self.wires():
             self._wire(w)
         for br, ports in self.bridges().items():
-            if not _exists(self.switch, br):
+            if not link_exists(self.switch, br):
                 sh(["ip", "-n", self.switch, "link", "add", br, "mtu",
                     str(self.lab.shared_vlan.vxlan.underlay_mtu), "type", "bridge", "stp_state", "0"])
             for port in ports:
@@ -304,7 +304,7 @@ class NetnsLab:
             if node.root:
                 _debian_root(Path(node.root))
         r = self.lab.router
-        if not _exists(self.ns(r.vm), r.nic):
+        if not link_exists(self.ns(r.vm), r.nic):
             sh(["ip", "-n", self.ns(r.vm), "link", "add", r.nic, "type", "bridge"])
 
     def rewire(self, ns: str) -> None:
@@ -322,7 +322,7 @@ class NetnsLab:
         """Create a veth pair unless both ends exist; ifdown deletes dotted names, so an
         end may be missing: remove the other and make the pair anew."""
         (ns_a, a), (ns_b, b) = w.a, w.b
-        has_a, has_b = _exists(ns_a, a), _exists(ns_b, b)
+        has_a, has_b = link_exists(ns_a, a), link_exists(ns_b, b)
         if has_a and has_b:
             return
         if has_a:
@@ -383,5 +383,5 @@ def _debian_root(root: Path) -> None:
         (root / "var/run").symlink_to("../run")
 
 
-def _exists(ns: str, dev: str) -> bool:
+def link_exists(ns: str, dev: str) -> bool:
     return sh(["ip", "-n", ns, "link", "show", dev], check=False).ok

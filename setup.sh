@@ -11,6 +11,9 @@ PACKAGES=(
   iputils-ping ndisc6 tcpdump ethtool curl dnsmasq-base procps util-linux
   lxd lxd-client mmdebstrap btrfs-progs squashfs-tools uidmap xz-utils   # LXD containers
   graphviz                                   # the dot program (invoke graph)
+  # the Vagrant substrate: VMs under libvirt/QEMU on an OVS host switch, reached over SSH
+  vagrant vagrant-libvirt libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients
+  qemu-system-x86 qemu-utils openvswitch-switch nftables openssh-server openssh-client sudo
 )
 
 missing=()

@@ -211,10 +211,31 @@ def failover_blue(c, lab=None, mode="probe", family="both", json=None, plot=None
     _drill(lab, "blue", mode, family, json, plot, deadline)
 
 
-@task(name="build")
-def box_build(c):
-    """Build the Vagrant box offline."""
-    _not_yet("box.build", 5)
+@task(name="build", help={"force": "build again even if the cache holds this recipe's box"})
+def box_build(c, force=False):
+    """Build the Vagrant box offline (mmdebstrap; cached in /var/cache/vxlab/boxes by recipe)."""
+    from lab.vagrant import box
+
+    b = _guard(box.build, box.CACHE, _say, force)
+    print(f"{b.name}: {b.file}\nmanifest: {b.manifest}")
+
+
+@task(name="up", help={"lab": LAB})
+def host_up(c, lab=None):
+    """Prepare this host for `vagrant up`: OVS dsw-host, libvirt networks, simulated upstream.
+    Idempotent; run it again after `vagrant up` to seal the VMs' new ports."""
+    from lab.vagrant import host
+
+    _guard(host.prepare, _load(lab), _say)
+
+
+@task(name="down", help={"lab": LAB})
+def host_down(c, lab=None):
+    """Undo host.up (after `vagrant destroy -f`): the host as it was before."""
+    from lab.vagrant import host
+
+    removed = _guard(host.cleanup, _load(lab), _say)
+    print("\n".join(removed) if removed else "nothing to remove")
 
 
 @task(name="graph", help={"lab": LAB, "format": "svg (default), png or dot",
@@ -281,3 +302,4 @@ def failover_dhcp(c, lab=None, json=None, deadline=30):
 
 ns.add_collection(Collection("failover", failover_green, failover_blue, failover_dhcp))
 ns.add_collection(Collection("box", box_build))
+ns.add_collection(Collection("host", host_up, host_down))

@@ -143,6 +143,9 @@ def test_put_places_as_root_with_mode_and_reports_changes(node, tmp_path):
     # no upload or temp file left behind, next to the target or in the login home
     assert sorted(p.name for p in target.parent.iterdir()) == ["conf"]
     assert not list(Path("/root").glob(".vxlab-upload-*"))
+    with pytest.raises(CommandError):  # a file where a directory must be
+        node.put(str(target / "below"), "x\n")
+    assert not list(Path("/root").glob(".vxlab-upload-*"))  # the upload went anyway
 
 
 def test_read(node, tmp_path):

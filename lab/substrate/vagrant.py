@@ -30,13 +30,13 @@ _SAME = 4
 _PLACE = r"""
 set -e
 tmp=$1 path=$2 mode=$3
+trap 'rm -f "$tmp"' EXIT
 if [ -f "$path" ] && [ "$(stat -c %a "$path")" = "$mode" ] && cmp -s "$tmp" "$path"; then
-  rm -f "$tmp"; exit 4
+  exit 4
 fi
 dir=$(dirname "$path"); mkdir -p "$dir"
 next="$dir/.$(basename "$path").vxlab-tmp"
 install -m "$mode" -o root -g root "$tmp" "$next"
-rm -f "$tmp"
 mv -f "$next" "$path"
 """
 _READ = 'test -e "$1" || exit 3; exec cat -- "$1"'
@@ -91,6 +91,7 @@ class VagrantNode:
         self.ssh_config = Path(ssh_config)
         self.connect_timeout = connect_timeout
         self._conn: Connection | None = None
+        self._home: str | None = None  # the login user's home, where uploads land
         self._lock = threading.Lock()  # one connection per node, shared by callers' threads
 
     # -- connection ------------------------------------------------------------------------
@@ -114,6 +115,7 @@ class VagrantNode:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+                self._home = None
 
     # -- commands and files ----------------------------------------------------------------
 
@@ -136,8 +138,10 @@ class VagrantNode:
     def put(self, path: str, data: str | bytes, mode: int = 0o644) -> bool:
         data = data.encode() if isinstance(data, str) else data
         sftp = self.connection().sftp()  # Fabric keeps one SFTP session per connection
+        if self._home is None:
+            self._home = sftp.normalize(".")
         # Uploaded as the login user into its home (SFTP has no sudo), then moved as root.
-        tmp = f"{sftp.normalize('.')}/.vxlab-upload-{uuid.uuid4().hex}"
+        tmp = f"{self._home}/.vxlab-upload-{uuid.uuid4().hex}"
         sftp.putfo(io.BytesIO(data), tmp)
         r = self.run(["sh", "-c", _PLACE, "place", tmp, path, f"{mode:o}"], check=False)
         if r.rc == _SAME:

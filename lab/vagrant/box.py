@@ -38,6 +38,7 @@ PACKAGES = (
     # boot and base
     "linux-image-amd64", "initramfs-tools", "systemd-sysv", "udev", "dbus", "kmod", "procps",
     "netbase", "less", "openssh-server", "sudo", "ca-certificates",
+    "libnss-myhostname",  # the host name from the kernel command line resolves (else sudo warns)
     # the seed's network tools
     "ifupdown", "iproute2", "openvswitch-switch", "keepalived", "radvd", "iptables", "conntrack",
     "ethtool",

@@ -42,10 +42,6 @@ def _guard(fn, *args):
         raise Exit(f"error: {e}", code=1) from None
 
 
-def _not_yet(what: str, issue: int):
-    raise Exit(f"{what}: not built yet (issue #{issue})", code=3)
-
-
 @task(name="render", help={"lab": LAB, "out": "directory to write DIR/<node>/<path on the node>",
                            "substrate": "vagrant (the VMs' files) or netns (the embedded lab's)"})
 def render_(c, out, lab=None, substrate="vagrant"):

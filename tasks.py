@@ -12,6 +12,8 @@ from lab.commands import UsageError
 from lab.render import FORMS, render, write
 
 LAB = "lab description (default: lab.yaml)"
+SUBSTRATE = ("which lab: netns (the embedded one) or vagrant (this directory's VMs); default: "
+             "the embedded lab if it is up, else the VMs if they exist")
 
 
 def _load(lab_file: str | None) -> model.Lab:
@@ -73,47 +75,48 @@ def down(c, lab=None):
     print(f"lab {elab.lab.name}: " + ("removed" if removed else "nothing to remove"))
 
 
-@task(help={"lab": LAB, "json": "print JSON instead of a table"})
-def status(c, lab=None, json=False):
+@task(help={"lab": LAB, "json": "print JSON instead of a table", "substrate": SUBSTRATE})
+def status(c, lab=None, json=False, substrate=None):
     """Nodes, containers, daemons, VRRP state, DHCP failover state, leases."""
-    st = _guard(commands.status, _lab(lab))
+    st = _guard(commands.status, _lab(lab, substrate))
     print(commands.status_json(st) if json else commands.status_table(st))
 
 
-@task(name="provision", help={"lab": LAB})
-def provision_(c, lab=None):
-    """Converge the running lab to the lab description (re-apply what changed only)."""
-    elab = _lab(lab)
-    took = _guard(elab.up, _say)
+@task(name="provision", help={"lab": LAB, "substrate": SUBSTRATE})
+def provision_(c, lab=None, substrate=None):
+    """Converge the running lab to the lab description (re-apply what changed only).
+    On the Vagrant VMs (after `vagrant up`): the whole provisioning, host ports sealed first."""
+    took = _guard(commands.provision, _lab(lab, substrate), _say)
     print(f"converged in {took:.1f} s")
 
 
-@task(name="exec", help={"node": "a node of the lab (routerVM, blueC1, internet, ...)"})
-def exec_(c, node, lab=None):
+@task(name="exec", help={"node": "a node of the lab (routerVM, blueC1, internet, ...)",
+                        "substrate": SUBSTRATE})
+def exec_(c, node, lab=None, substrate=None):
     """Run a command on a node: invoke exec NODE -- CMD [ARG...]; exits with its code."""
-    rc = _guard(commands.exec_, _lab(lab), node, commands.argv_after_dashes())
+    rc = _guard(commands.exec_, _lab(lab, substrate), node, commands.argv_after_dashes())
     sys.exit(rc)
 
 
-@task(help={"node": "a node of the lab"})
-def shell(c, node, lab=None):
+@task(help={"node": "a node of the lab", "substrate": SUBSTRATE})
+def shell(c, node, lab=None, substrate=None):
     """An interactive shell on a node."""
-    sys.exit(_guard(commands.shell, _lab(lab), node))
+    sys.exit(_guard(commands.shell, _lab(lab, substrate), node))
 
 
 @task(help={"node": "a node of the lab", "service": "one of its daemons (default: all)",
-            "lines": "how many lines"})
-def logs(c, node, service=None, lab=None, lines=50):
+            "lines": "how many lines", "substrate": SUBSTRATE})
+def logs(c, node, service=None, lab=None, lines=50, substrate=None):
     """A node's daemon logs."""
-    print(_guard(commands.logs, _lab(lab), node, service, int(lines)))
+    print(_guard(commands.logs, _lab(lab, substrate), node, service, int(lines)))
 
 
 @task(help={"node": "a node of the lab", "iface": "interface on that node",
             "write": "pcap file to write (default: print packets live)",
-            "count": "stop after this many packets"})
-def capture(c, node, iface, write=None, count=None, lab=None):
+            "count": "stop after this many packets", "substrate": SUBSTRATE})
+def capture(c, node, iface, write=None, count=None, lab=None, substrate=None):
     """tcpdump on a node's interface, live or to a pcap file."""
-    sys.exit(_guard(commands.capture, _lab(lab), node, iface, write, count))
+    sys.exit(_guard(commands.capture, _lab(lab, substrate), node, iface, write, count))
 
 
 @task
@@ -129,65 +132,67 @@ def doctor(c):
 
 CHECK_HELP = {"lab": LAB, "json": "also write the results as JSON to this file",
               "junit": "also write them as JUnit XML to this file",
-              "wait": "seconds a failing check is retried while the lab converges"}
+              "wait": "seconds a failing check is retried while the lab converges",
+              "substrate": SUBSTRATE}
 
 
-def _check(lab, group, json, junit, wait):
+def _check(lab, group, json, junit, wait, substrate=None):
     def progress(o):
         print(f"{'ok  ' if o.ok else 'FAIL'} {o.check.name:24} {o.check.node:10} "
               + (o.check.expect if o.ok else f"expected {o.check.expect}; found {o.found}"), flush=True)
 
-    report = _guard(commands.check, _lab(lab), group, float(wait), json, junit, progress)
+    report = _guard(commands.check, _lab(lab, substrate), group, float(wait), json, junit, progress)
     print(report.table().splitlines()[-1])
     if not report.ok:
         raise Exit(code=1)
 
 
 @task(name="connectivity", help=CHECK_HELP)
-def test_connectivity(c, lab=None, json=None, junit=None, wait=30):
+def test_connectivity(c, lab=None, json=None, junit=None, wait=30, substrate=None):
     """Every check of the seed's "Check the results" (all groups below)."""
-    _check(lab, None, json, junit, wait)
+    _check(lab, None, json, junit, wait, substrate)
 
 
 @task(name="addressing", help=CHECK_HELP)
-def test_addressing(c, lab=None, json=None, junit=None, wait=30):
+def test_addressing(c, lab=None, json=None, junit=None, wait=30, substrate=None):
     """Leases, DNS, SLAAC (EUI-64) and default routes of every container."""
-    _check(lab, "addressing", json, junit, wait)
+    _check(lab, "addressing", json, junit, wait, substrate)
 
 
 @task(name="gateway", help=CHECK_HELP)
-def test_gateway(c, lab=None, json=None, junit=None, wait=30):
+def test_gateway(c, lab=None, json=None, junit=None, wait=30, substrate=None):
     """The VRRP master holds both VIPs, the other is BACKUP; DHCP failover is normal."""
-    _check(lab, "gateway", json, junit, wait)
+    _check(lab, "gateway", json, junit, wait, substrate)
 
 
 @task(name="vxlan", help=CHECK_HELP)
-def test_vxlan(c, lab=None, json=None, junit=None, wait=30):
+def test_vxlan(c, lab=None, json=None, junit=None, wait=30, substrate=None):
     """The VXLAN ends reach each other; each switch learned the other tenant's containers."""
-    _check(lab, "vxlan", json, junit, wait)
+    _check(lab, "vxlan", json, junit, wait, substrate)
 
 
 @task(name="internet", help=CHECK_HELP)
-def test_internet(c, lab=None, json=None, junit=None, wait=30):
+def test_internet(c, lab=None, json=None, junit=None, wait=30, substrate=None):
     """From every container: ping v4/v6, DNS, HTTP v4/v6, apt-get update."""
-    _check(lab, "internet", json, junit, wait)
+    _check(lab, "internet", json, junit, wait, substrate)
 
 
 @task(name="router", help=CHECK_HELP)
-def test_router(c, lab=None, json=None, junit=None, wait=30):
+def test_router(c, lab=None, json=None, junit=None, wait=30, substrate=None):
     """routerVM: fwmark rules, tables blue/green, flows marked by the master."""
-    _check(lab, "router", json, junit, wait)
+    _check(lab, "router", json, junit, wait, substrate)
 
 
 DRILL_HELP = {"lab": LAB, "mode": "probe (the seed's: blind the health check), uplink (drop what "
               "the tenant sends to the Internet) or crash (kill its keepalived)",
               "family": "uplink mode: 4, 6 or both", "json": "write the report as JSON to this file",
               "plot": "draw the timeline to this PNG or SVG file",
-              "deadline": "seconds allowed for each move of the gateway"}
+              "deadline": "seconds allowed for each move of the gateway", "substrate": SUBSTRATE}
 
 
-def _drill(lab, tenant, mode, family, json, plot, deadline):
-    report = _guard(commands.drill, _lab(lab), tenant, mode, str(family), float(deadline), json, plot, _say)
+def _drill(lab, tenant, mode, family, json, plot, deadline, substrate=None):
+    report = _guard(commands.drill, _lab(lab, substrate), tenant, mode, str(family), float(deadline),
+                    json, plot, _say)
     from lab.drills import summary
 
     print(summary(report))
@@ -196,15 +201,17 @@ def _drill(lab, tenant, mode, family, json, plot, deadline):
 
 
 @task(name="green", help=DRILL_HELP)
-def failover_green(c, lab=None, mode="probe", family="both", json=None, plot=None, deadline=20):
+def failover_green(c, lab=None, mode="probe", family="both", json=None, plot=None, deadline=20,
+                  substrate=None):
     """The seed's drill: green loses the Internet, blue takes over, then green gets it back."""
-    _drill(lab, "green", mode, family, json, plot, deadline)
+    _drill(lab, "green", mode, family, json, plot, deadline, substrate)
 
 
 @task(name="blue", help=DRILL_HELP)
-def failover_blue(c, lab=None, mode="probe", family="both", json=None, plot=None, deadline=20):
+def failover_blue(c, lab=None, mode="probe", family="both", json=None, plot=None, deadline=20,
+                  substrate=None):
     """The same on blue (the BACKUP): the gateway must stay on green throughout."""
-    _drill(lab, "blue", mode, family, json, plot, deadline)
+    _drill(lab, "blue", mode, family, json, plot, deadline, substrate)
 
 
 @task(name="build", help={"force": "build again even if the cache holds this recipe's box"})
@@ -285,12 +292,12 @@ ns = Collection(render_, up, down, status, provision_, exec_, shell, logs, captu
 ns.add_collection(Collection("test", test_connectivity, test_addressing, test_gateway, test_vxlan,
                              test_internet, test_router))
 @task(name="dhcp", help={"lab": LAB, "json": "write the report as JSON to this file",
-                         "deadline": "seconds allowed for the new lease"})
-def failover_dhcp(c, lab=None, json=None, deadline=30):
+                         "deadline": "seconds allowed for the new lease", "substrate": SUBSTRATE})
+def failover_dhcp(c, lab=None, json=None, deadline=30, substrate=None):
     """Stop the primary DHCP server: a client still gets a lease, from the secondary."""
     from lab.drills import dhcp_summary
 
-    report = _guard(commands.dhcp_drill, _lab(lab), float(deadline), json, _say)
+    report = _guard(commands.dhcp_drill, _lab(lab, substrate), float(deadline), json, _say)
     print(dhcp_summary(report))
     if not report["ok"]:
         raise Exit(code=1)

@@ -19,15 +19,43 @@ class UsageError(Exception):
     """A request that cannot be served; the message says what to do instead."""
 
 
+SUBSTRATES = ("netns", "vagrant")
+
+
 def select(lab: model.Lab, substrate: str | None = None, driver: str | None = None,
-           need_up: bool = True) -> EmbeddedLab:
-    """The lab the tasks act on: the embedded one if it is up (or asked for)."""
+           need_up: bool = True):
+    """The lab the tasks act on: the embedded one if it is up, else this directory's Vagrant
+    VMs if they exist; `substrate` (netns or vagrant) chooses. Returns an EmbeddedLab or a
+    VagrantLab (the same surface: lab, form, node, names, problems)."""
+    if substrate not in (None, *SUBSTRATES):
+        raise UsageError(f"--substrate must be one of {', '.join(SUBSTRATES)}, not {substrate!r}")
+    elab = EmbeddedLab(lab, driver) if substrate != "vagrant" else None
+    if elab is not None and (substrate == "netns" or elab.is_up()):
+        if need_up and not elab.is_up():
+            raise UsageError(f"no lab {lab.name!r} is up: start the embedded one with `invoke up`")
+        return elab
+    from lab.vagrant.lab import VagrantLab
+
+    vlab = VagrantLab(lab)
+    if vlab.exists():
+        return vlab
     if substrate == "vagrant":
-        raise UsageError("the Vagrant substrate is not built yet (issue #5)")
-    elab = EmbeddedLab(lab, driver)
-    if need_up and not elab.is_up():
-        raise UsageError(f"no lab {lab.name!r} is up: start the embedded one with `invoke up`")
+        raise UsageError(f"no Vagrant VMs of lab {lab.name!r} here: `vagrant up` first")
+    if need_up:
+        raise UsageError(f"no lab {lab.name!r} is up: start the embedded one with `invoke up`, "
+                         "or the VMs with `vagrant up && invoke provision`")
     return elab
+
+
+def provision(elab, progress) -> float:
+    """Converge the selected lab; on the VMs, the host's new switch ports are sealed first."""
+    from lab.vagrant.lab import VagrantLab
+
+    if isinstance(elab, VagrantLab):
+        sealed = elab.host.seal()
+        progress(f"host: sealed {len(sealed)} port(s) of {elab.host.switch.bridge}")
+        return elab.provision(progress)
+    return elab.up(progress)
 
 
 def node_of(elab: EmbeddedLab, name: str) -> Node:
@@ -119,7 +147,8 @@ def status(elab: EmbeddedLab) -> dict:
     nodes = []
     for name in elab.names():
         node = elab.node(name)
-        kind = "LXD container" if type(node).__name__ == "LxdNode" else "namespace"
+        kind = {"LxdNode": "LXD container", "VmLxdNode": "LXD container",
+                "VagrantNode": "VM"}.get(type(node).__name__, "namespace")
         row: dict = {"node": name, "kind": kind,
                      "services": {s.name: ("running" if node.running(s) else "DEAD")
                                   for s in services_of(elab, name)}}
@@ -135,12 +164,13 @@ def status(elab: EmbeddedLab) -> dict:
             row |= {"ipv4": s.ipv4, "gateway4": s.gateway4, "slaac": s.slaac, "gateway6": s.gateway6}
         nodes.append(row)
     problems = elab.problems()
-    return {"lab": lab.name, "driver": elab.driver, "converged": not problems,
+    return {"lab": lab.name, "substrate": "embedded" if elab.form.substrate == "netns" else "vagrant",
+            "driver": elab.driver, "converged": not problems,
             "problems": problems, "nodes": nodes}
 
 
 def status_table(st: dict) -> str:
-    lines = [f"lab {st['lab']} (embedded, {st['driver']} containers): "
+    lines = [f"lab {st['lab']} ({st.get('substrate', 'embedded')}, {st['driver']} containers): "
              + ("converged" if st["converged"] else "NOT converged")]
     rows = [("NODE", "KIND", "SERVICES", "STATE")]
     for n in st["nodes"]:

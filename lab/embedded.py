@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import provision
 from lab import internet, model
 from lab.render import FORMS, File, render
+from lab.state import dhcp_problems, wait_until
 from lab.substrate.base import Node
 from lab.substrate.netns import NetnsLab, NetnsNode, link_exists, namespaces, sh
 
@@ -117,7 +118,7 @@ class EmbeddedLab:
             # The DHCP failover pair first, serving, then its clients (an LXD client's ifup
             # gives up after one try).
             parallel(tenant_containers, list(self.lab.tenants))
-            self._wait_for(lambda: self._dhcp_problems(), timeout, "the DHCP failover pair")
+            wait_until(lambda: dhcp_problems(self.lab, self.node), timeout, "the DHCP failover pair")
             parallel(prov, [n for n in containers if n.role != "dhcp"])
         progress(f"[{t}] waiting for convergence")
         self.wait(timeout, progress)
@@ -170,27 +171,8 @@ class EmbeddedLab:
 
         return convergence_problems(self)
 
-    def _dhcp_problems(self) -> list[str]:
-        from lab.state import dhcp_failover_state
-
-        return [f"{t.dhcp_server.name}: DHCP failover state {s}, expected normal"
-                for t in self.lab.tenants.values()
-                if (s := dhcp_failover_state(self.node(t.dhcp_server.name))) != "normal"]
-
     def wait(self, timeout: float, progress: Progress = _quiet) -> None:
-        self._wait_for(self.problems, timeout, "the lab")
-
-    @staticmethod
-    def _wait_for(problems: Callable[[], list[str]], timeout: float, what: str) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            last = problems()
-            if not last:
-                return
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{what} did not converge within {timeout:.0f} s:\n  "
-                                   + "\n  ".join(last))
-            time.sleep(0.25)
+        wait_until(self.problems, timeout, "the lab")
 
     # -- down -------------------------------------------------------------------------------
 

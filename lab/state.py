@@ -6,6 +6,8 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from lab.substrate.base import Node
@@ -117,3 +119,19 @@ def convergence_problems(elab) -> list[str]:
             if s.gateway6 != vip6:
                 problems.append(f"{c}: IPv6 default via {s.gateway6}, expected {vip6}")
     return problems
+
+
+def dhcp_problems(lab, node) -> list[str]:
+    """The DHCP failover pair is not yet serving (both in failover state normal)."""
+    return [f"{t.dhcp_server.name}: DHCP failover state {s}, expected normal"
+            for t in lab.tenants.values()
+            if (s := dhcp_failover_state(node(t.dhcp_server.name))) != "normal"]
+
+
+def wait_until(problems: Callable[[], list[str]], timeout: float, what: str, pause: float = 0.25) -> None:
+    """Poll until `problems()` is empty; TimeoutError naming what is still wrong."""
+    deadline = time.monotonic() + timeout
+    while last := problems():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} did not converge within {timeout:.0f} s:\n  " + "\n  ".join(last))
+        time.sleep(pause)

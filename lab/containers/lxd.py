@@ -23,6 +23,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Protocol
 
 import pylxd
 import pylxd.exceptions
@@ -532,10 +533,17 @@ class LxdDaemon:
 # Container
 
 
+class LxdApi(Protocol):
+    """Any LXD a container can live in: a daemon of ours on a unix socket (LxdDaemon), or one
+    in a VM over HTTPS (lab/vagrant/lxd.py). Containers only need its pylxd client."""
+
+    def client(self) -> pylxd.Client: ...
+
+
 class LxdContainer:
     """A systemd container of one daemon. Names must be unique across daemons (cgroups)."""
 
-    def __init__(self, daemon: LxdDaemon, name: str) -> None:
+    def __init__(self, daemon: LxdApi, name: str) -> None:
         self.daemon = daemon
         self.name = name
 

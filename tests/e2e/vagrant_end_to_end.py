@@ -1,0 +1,96 @@
+"""The Vagrant lab end to end, as a user types it: the box (cached), the host, `vagrant up`
+(three VMs under QEMU: TCG here), `invoke provision`, every check, the seed's drill, then
+`vagrant destroy -f && invoke host.down`, which must leave the host as it was. Each step is
+timed; the whole must fit in 30 minutes on a 2-core machine. Cleans up even on failure.
+
+NOT YET COLLECTED (the file name does not match test_*.py): on this 2-core machine under
+TCG, keepalived's 1 s health checks time out on the loaded tenant VMs and VRRP flaps, so the
+gateway checks and the drill fail (see issue #5). Rename it to test_vagrant.py once that is
+fixed; run it by hand meanwhile: `CI=true pytest -q -s tests/e2e/vagrant_end_to_end.py`.
+
+It uses this directory's Vagrant project and the default lab (`vxlab`): it refuses to run
+(fails) if that project already has VMs, rather than destroy someone's lab.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from conftest import needs_root
+
+from lab import model
+from lab.vagrant import host as hosts
+from lab.vagrant.lab import ROOT, VagrantLab
+
+pytestmark = [needs_root("vagrant", "virsh", "libvirtd", "ovs-vsctl", "qemu-system-x86_64"),
+              pytest.mark.e2e]
+
+BUDGET = 30 * 60
+INVOKE = str(ROOT / ".venv/bin/invoke")
+
+
+def run(*argv: str, timeout: float) -> float:
+    """Run a command in the project's directory as typed; return its seconds; fail on rc != 0."""
+    started = time.monotonic()
+    p = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                       env={**os.environ, "VAGRANT_NO_COLOR": "1"})
+    took = time.monotonic() - started
+    print(f"{' '.join(argv)}: {took:.0f} s (exit {p.returncode})", flush=True)
+    assert p.returncode == 0, (f"{' '.join(argv)} failed ({p.returncode}):\n"
+                               f"{p.stdout[-4000:]}\n{p.stderr[-4000:]}")
+    return took
+
+
+def host_footprint() -> dict:
+    """What the Vagrant lab can leave on the host (sysctls included: they must never change)."""
+    def out(*argv: str) -> str:
+        return subprocess.run(argv, capture_output=True, text=True).stdout
+
+    return {
+        "links": sorted(line.split(":")[1].split("@")[0].strip()
+                        for line in out("ip", "-o", "link").splitlines()),
+        "netns": sorted(n.split()[0] for n in out("ip", "netns", "list").splitlines()
+                        if n.startswith("vag-")),
+        "nft": sorted(line for line in out("nft", "list", "tables").splitlines() if "vxlab" in line),
+        "chains": sorted(line for line in out("iptables-save").splitlines() if line.startswith(":LIBVIRT")),
+        "forwarding": (Path("/proc/sys/net/ipv4/ip_forward").read_text(),
+                       Path("/proc/sys/net/ipv6/conf/all/forwarding").read_text()),
+        "dirs": sorted(str(p) for p in (hosts.RUN, hosts.KEEP, ROOT / ".vagrant/machines") if p.exists()
+                       and any(p.iterdir())),
+    }
+
+
+def teardown() -> None:
+    subprocess.run(["vagrant", "destroy", "-f"], cwd=ROOT, capture_output=True, timeout=600)
+    subprocess.run([INVOKE, "host.down"], cwd=ROOT, capture_output=True, timeout=600)
+
+
+def test_vagrant_lab_end_to_end():
+    vlab = VagrantLab(model.load())
+    assert not vlab.exists(), "this directory already has the lab's Vagrant VMs: not touched"
+    before = host_footprint()
+    started = time.monotonic()
+    times: dict[str, float] = {}
+    try:
+        times["box.build (cached)"] = run(INVOKE, "box.build", timeout=900)
+        times["host.up"] = run(INVOKE, "host.up", timeout=300)
+        times["vagrant up"] = run("vagrant", "up", timeout=1200)
+        times["host.up (seal)"] = run(INVOKE, "host.up", timeout=300)
+        times["provision"] = run(INVOKE, "provision", "--substrate", "vagrant", timeout=1200)
+        times["test.connectivity"] = run(INVOKE, "test.connectivity", "--substrate", "vagrant",
+                                         "--wait", "60", timeout=900)
+        times["failover.green"] = run(INVOKE, "failover.green", "--substrate", "vagrant",
+                                      "--deadline", "30", timeout=600)
+    finally:
+        t = time.monotonic()
+        teardown()
+        times["destroy + host.down"] = time.monotonic() - t
+        print("\n".join(f"{k:22} {v:6.0f} s" for k, v in times.items()), flush=True)
+    total = time.monotonic() - started
+    print(f"total: {total:.0f} s", flush=True)
+    assert host_footprint() == before
+    assert total < BUDGET, f"took {total:.0f} s, more than {BUDGET} s"

@@ -26,7 +26,7 @@ def dhcpd(t: Target) -> Service:
     p = t.path
     return Service("dhcpd", ("dhcpd", "-4", "-f", "-d", "-cf", p(DHCPD), "-lf", p(LEASES),
                              "-pf", p("/run/dhcpd.pid"), *interfaces_v4(t.files[DEFAULTS].text)),
-                   unit="isc-dhcp-server")
+                   unit="isc-dhcp-server", pidfiles=(p("/run/dhcpd.pid"),))
 
 
 def apply(t: Target) -> None:

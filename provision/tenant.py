@@ -15,12 +15,14 @@ SCRIPTS = ("/usr/local/bin/keepalived_check_ipv4.sh", "/usr/local/bin/keepalived
 def services(t: Target) -> tuple[Service, Service]:
     p = t.path
     radvd = Service("radvd", ("radvd", "--nodaemon", "--logmethod", "stderr", "--config", p(RADVD),
-                              "--pidfile", p("/run/radvd.pid")), unit="radvd")
+                              "--pidfile", p("/run/radvd.pid")), unit="radvd",
+                    pidfiles=(p("/run/radvd.pid"),))
+    pids = {k: p(f"/run/{k}.pid") for k in ("keepalived", "keepalived_vrrp", "keepalived_checkers")}
     keepalived = Service("keepalived", (
         "keepalived", "--dont-fork", "--log-console", "--log-detail", "--vrrp",
-        "--use-file", p(KEEPALIVED), "--pid", p("/run/keepalived.pid"),
-        "--vrrp_pid", p("/run/keepalived_vrrp.pid"), "--checkers_pid", p("/run/keepalived_checkers.pid"),
-        "--config-id", t.spec.name), unit="keepalived")
+        "--use-file", p(KEEPALIVED), "--pid", pids["keepalived"],
+        "--vrrp_pid", pids["keepalived_vrrp"], "--checkers_pid", pids["keepalived_checkers"],
+        "--config-id", t.spec.name), unit="keepalived", pidfiles=tuple(pids.values()))
     return radvd, keepalived
 
 

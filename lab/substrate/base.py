@@ -45,6 +45,7 @@ class Service:
     name: str
     argv: tuple[str, ...]
     unit: str | None = None
+    pidfiles: tuple[str, ...] = ()  # the daemon's own pid files (stale ones block a restart)
 
 
 class Node(Protocol):

@@ -118,6 +118,9 @@ class NetnsNode:
             if not restart:
                 return
             self.stop(service)
+        self._reaped(service)
+        for f in service.pidfiles:
+            self._leftover(Path(f), service)
         log = self.log(service)
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "ab") as out:
@@ -134,13 +137,36 @@ class NetnsNode:
         pid = self.pid(service)
         if pid:
             _terminate([pid])
-            # A daemon whose starter has exited is reaped by PID 1, sometimes late; until then
-            # its zombie looks alive to the daemon's own pid-file check (dhcpd: "There's already
-            # a DHCP server running"). Give the reaper a moment.
-            deadline = time.monotonic() + 5
-            while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-                time.sleep(0.05)
+            self._reaped(service)
         self._pidfile(service).unlink(missing_ok=True)
+
+    def _leftover(self, pidfile: Path, service: Service) -> None:
+        """Clear what a dead instance left in one of the daemon's own pid files: a child that
+        outlived it (ours: this program, in this namespace) is stopped by its pid; a pid file
+        naming a gone or zombie process is removed. Either would make the daemon refuse to
+        start again ("daemon is already running")."""
+        try:
+            pid = int(pidfile.read_text())
+        except (FileNotFoundError, ValueError):
+            return
+        if _is_ours(pid, self.netns, service.argv[0]):
+            _terminate([pid])
+        if not Path(f"/proc/{pid}").exists() or _zombie(pid):
+            pidfile.unlink(missing_ok=True)
+
+    def _reaped(self, service: Service, timeout: float = 5) -> None:
+        """Wait until the daemon's last process is gone for good. One whose starter has exited
+        is reaped by PID 1, sometimes late; until then its zombie looks alive to the daemon's
+        own pid-file check (dhcpd: "There's already a DHCP server running"; keepalived too)."""
+        try:
+            pid = int(self._pidfile(service).read_text())
+        except (FileNotFoundError, ValueError):
+            return
+        deadline = time.monotonic() + timeout
+        while _zombie_of(pid, service.argv[0]) and time.monotonic() < deadline:
+            with contextlib.suppress(ChildProcessError):  # our own child: reap it ourselves
+                os.waitpid(pid, os.WNOHANG)
+            time.sleep(0.05)
 
 
 def _write(path: Path, data: bytes, mode: int) -> bool:
@@ -193,6 +219,16 @@ def _terminate(pids: Sequence[int], timeout: float = 5) -> None:
             if not any(Path(f"/proc/{p}").exists() and not _zombie(p) for p in pids):
                 return
             time.sleep(0.05)
+
+
+def _zombie_of(pid: int, exe: str) -> bool:
+    """pid is a dead, not yet reaped process of this program."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    comm, state = stat[stat.index("(") + 1: stat.rindex(")")], stat[stat.rindex(")") + 2:][:1]
+    return state == "Z" and os.path.basename(exe).startswith(comm)
 
 
 def _zombie(pid: int) -> bool:

@@ -116,7 +116,7 @@ def addressing(lab: Lab, node: Callable[[str], Node], macs: dict[str, str]) -> I
     nic, r = lab.containers.nic, lab.dhcp.range
     vip4, vip6 = lab.vrrp.instances.ipv4.vip.ip, lab.vrrp.instances.ipv6.vip.ip
     dns = lab.internet.resolver.ipv4
-    for t in lab.tenants.values():
+    for name, t in lab.tenants.items():
         s = t.dhcp_server
         yield Check("addressing.static", s.name, ("ip", "-4", "addr", "show", "dev", nic),
                     contains(f"inet {s.ipv4} "), f"{s.name} holds {s.ipv4} on {nic}")
@@ -125,7 +125,7 @@ def addressing(lab: Lab, node: Callable[[str], Node], macs: dict[str, str]) -> I
                         lease_in(r.first, r.last), f"a DHCP lease in {r.first}-{r.last} on {nic}")
             yield Check("addressing.dns", c, ("cat", "/etc/resolv.conf"),
                         contains(f"nameserver {dns}"), f"DNS {dns} from DHCP in /etc/resolv.conf")
-        for c in lab.containers_of(_name(lab, t)):
+        for c in lab.containers_of(name):
             slaac = eui64(lab.shared_vlan.ipv6, macs[c]) if macs[c] != "unknown" else "?"
             yield Check("addressing.slaac", c, ("ip", "-6", "addr", "show", "dev", nic),
                         contains(f"inet6 {slaac}/64"), f"SLAAC {slaac}/64 (EUI-64 of {macs[c]})")
@@ -144,10 +144,6 @@ def lease_in(first, last) -> Predicate:
         ok = [a for a in addrs if first <= ipaddress.ip_address(a) <= last]
         return None if ok else f"addresses {addrs or 'none'}"
     return holds
-
-
-def _name(lab: Lab, tenant) -> str:
-    return next(n for n, t in lab.tenants.items() if t is tenant)
 
 
 def gateway(lab: Lab, node: Callable[[str], Node]) -> Iterable[Check]:

@@ -13,6 +13,7 @@ from lab import internet, model, state
 from lab.embedded import EmbeddedLab
 from lab.substrate.base import Node, Service
 from lab.substrate.netns import NetnsNode, sh
+from provision import Target
 
 
 class UsageError(Exception):
@@ -92,7 +93,7 @@ def services_of(elab: EmbeddedLab, name: str) -> list[Service]:
     if name == "dsw-host":
         return []
     spec = elab.lab.node(name)
-    target = _target(elab, spec, node)
+    target = Target.of(elab.lab, spec, node, elab.form)
     if spec.role == "tenant":
         return list(tenant.services(target))
     if spec.role == "dhcp":
@@ -100,14 +101,6 @@ def services_of(elab: EmbeddedLab, name: str) -> list[Service]:
     if spec.role == "client" and target.light:
         return [client.dhclient(target)]
     return []
-
-
-def _target(elab, spec, node):
-    from lab.render import render_node
-    from provision import Target
-
-    return Target(elab.lab, spec, node, render_node(elab.lab, spec, elab.form),
-                  light=elab.form.light(elab.lab, spec))
 
 
 def logs(elab: EmbeddedLab, name: str, service: str | None, lines: int) -> str:

@@ -457,11 +457,7 @@ def dhcp(elab, deadline: float = 30, progress: Callable[[str], None] = lambda m:
     primary, secondary = servers["primary"], servers["secondary"]
 
     def target(name: str) -> provision.Target:
-        spec = lab.node(name)
-        from lab.render import render_node
-
-        return provision.Target(lab, spec, node_of(name), render_node(lab, spec, elab.form),
-                                light=elab.form.light(lab, spec))
+        return provision.Target.of(lab, lab.node(name), node_of(name), elab.form)
 
     clients = [c for t in lab.tenants.values() for c in t.clients]
     served = {c: client_recipe.lease_server(target(c)) for c in clients}

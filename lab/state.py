@@ -101,10 +101,7 @@ def convergence_problems(elab) -> list[str]:
         got = vrrp_state(node(t.vm))
         if got != want:
             problems.append(f"{t.vm}: keepalived reports {got}, expected {want}")
-    for t in lab.tenants.values():
-        state = dhcp_failover_state(node(t.dhcp_server.name))
-        if state != "normal":
-            problems.append(f"{t.dhcp_server.name}: DHCP failover state {state}, expected normal")
+    problems += dhcp_problems(lab, node)
     r = lab.dhcp.range
     vip4, vip6 = str(lab.vrrp.instances.ipv4.vip.ip), str(lab.vrrp.instances.ipv6.vip.ip)
     for t in lab.tenants.values():

@@ -28,6 +28,14 @@ class Target:
     rewire: Callable[[], None] = lambda: None  # remake wires that ifdown deleted
     actions: list[str] = field(default_factory=list)
 
+    @classmethod
+    def of(cls, lab: model.Lab, spec: model.Node, node: Node, form) -> Target:
+        """The target of a node as the lab's form renders it (for tasks and drills that act
+        on one node outside a whole provisioning run)."""
+        from lab.render import render_node
+
+        return cls(lab, spec, node, render_node(lab, spec, form), light=form.light(lab, spec))
+
     def path(self, p: str) -> str:
         return self.node.root + p
 

@@ -163,6 +163,11 @@ class Track(Model):
     fall: Positive
 
 
+class VrrpTiming(Model):
+    advert_int: Positive
+    track: Track
+
+
 class Vrrp(Model):
     version: Literal[2, 3]
     sync_group: Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9_-]+$")]
@@ -170,6 +175,7 @@ class Vrrp(Model):
     script_user: Annotated[StrictStr, Field(pattern=r"^[a-z_][a-z0-9_-]*$")]
     instances: VrrpInstances
     track: Track
+    emulated: VrrpTiming | None = None  # on VMs without KVM (QEMU's TCG): Lab.emulated()
 
 
 class DhcpRange(Model):
@@ -214,6 +220,14 @@ class Lab(Model):
     containers: Containers
 
     # The lab's shape, for templates, recipes and checks.
+
+    def emulated(self) -> Lab:
+        """The lab as it runs on software-emulated VMs: `vrrp.emulated`'s timing, if any."""
+        timing = self.vrrp.emulated
+        if timing is None:
+            return self
+        return self.model_copy(update={"vrrp": self.vrrp.model_copy(update={
+            "advert_int": timing.advert_int, "track": timing.track, "emulated": None})})
 
     def peer(self, name: str) -> str:
         """The other tenant's name."""

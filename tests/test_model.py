@@ -37,6 +37,16 @@ def test_default_lab_is_the_seed():
     assert lab.tenants["blue"].vrrp_priority == 220
 
 
+def test_emulated_vms_get_their_own_vrrp_timing_and_nothing_else():
+    lab = model.load()
+    slow = lab.emulated()
+    assert (slow.vrrp.advert_int, slow.vrrp.track) == (lab.vrrp.emulated.advert_int, lab.vrrp.emulated.track)
+    assert slow.vrrp.track.interval > lab.vrrp.track.interval
+    assert slow.model_copy(update={"vrrp": lab.vrrp}) == lab
+    no_override = lab.model_copy(update={"vrrp": lab.vrrp.model_copy(update={"emulated": None})})
+    assert no_override.emulated() == no_override
+
+
 def test_model_is_immutable():
     lab = model.load()
     with pytest.raises(Exception):  # noqa: B017 (pydantic raises its ValidationError)
@@ -59,6 +69,8 @@ BAD = [
     ("vrrp.instances.ipv6.vip", "2001:db8:7::de/64", "vrrp.instances.ipv6.vip",
      "VRRPv3 needs a link-local"),
     ("vrrp.instances.ipv4.vid", 74, "vrrp.instances.ipv4.vid", "unknown key"),
+    ("vrrp.emulated.track.interval", 0, "vrrp.emulated.track.interval", "greater than or equal to 1"),
+    ("vrrp.emulated.advert", 2, "vrrp.emulated.advert", "unknown key"),
     ("vrrp.instances.ipv4.vrid", 256, "vrrp.instances.ipv4.vrid", "less than or equal to 255"),
     ("dhcp.range.first", "192.0.3.10", "dhcp.range.first", "outside 192.0.2.0/24"),
     ("dhcp.range.last", "192.0.2.230", "dhcp.range", "covers 192.0.2.220"),

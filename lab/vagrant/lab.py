@@ -20,6 +20,7 @@ from lab.state import dhcp_problems, wait_until
 from lab.substrate.base import Node
 from lab.substrate.vagrant import VagrantNode, nodes_from_vagrant
 from lab.vagrant import host as hosts
+from lab.vagrant import spec as specs
 from lab.vagrant.lxd import ClientCert, TenantVmLxd
 
 Progress = Callable[[str], None]
@@ -71,9 +72,11 @@ class VagrantLab:
 
     driver = "lxd"
 
-    def __init__(self, lab: model.Lab, root: Path = ROOT) -> None:
-        self.lab = lab.model_copy(update={"containers": lab.containers.model_copy(
-            update={"driver": "lxd"})})
+    def __init__(self, lab: model.Lab, root: Path = ROOT, driver: str | None = None) -> None:
+        self.driver = driver or specs.spec(lab).driver  # the Vagrantfile's answer: kvm or qemu
+        lab = lab.model_copy(update={"containers": lab.containers.model_copy(update={"driver": "lxd"})})
+        # Under TCG the seed's 1 s VRRP checks starve: the lab's timing for emulated VMs.
+        self.lab = lab.emulated() if self.driver == "qemu" else lab
         self.form = FORMS["vagrant"]
         self.vms = VagrantVms(self.lab, root)
         self.host = hosts.Host(self.lab)

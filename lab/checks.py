@@ -13,7 +13,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-import shlex
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +20,7 @@ from dataclasses import dataclass, field
 from xml.etree import ElementTree
 
 from lab.model import Lab
+from lab.substrate import batch
 from lab.substrate.base import Node, Result
 
 GROUPS = ("addressing", "gateway", "vxlan", "internet", "router")
@@ -392,45 +392,9 @@ def _phases(checks: list[Check]) -> list[list[int]]:
     return [p for p in (first, last) if p]
 
 
-MARK = "@@vxlab-check"
-
-
-def batch_script(checks: list[Check]) -> str:
-    """One shell script running the checks in order, each under its own timeout; its output
-    and errors framed by markers, its exit status after the output's end marker."""
-    lines = []
-    for i, c in enumerate(checks):
-        cmd = " ".join(shlex.quote(a) for a in c.argv)
-        lines.append(f"echo '{MARK} {i}'; echo '{MARK} {i}' >&2; timeout {c.timeout:g} {cmd} </dev/null; "
-                     f"rc=$?; echo; echo '{MARK} {i} end' \"$rc\"; echo >&2; echo '{MARK} {i} end' >&2")
-    return "\n".join(lines) + "\n"
-
-
-def _sections(text: str) -> dict[int, tuple[str, str]]:
-    """index -> (what was written between its markers, what follows its end marker)."""
-    found = re.finditer(rf"^{MARK} (\d+)\n(.*?)\n{MARK} \1 end ?(\S*)$", text, re.S | re.M)
-    return {int(m.group(1)): (m.group(2), m.group(3)) for m in found}
-
-
 def run_batch(node: Callable[[str], Node], name: str, checks: list[Check]) -> list[Result]:
-    """The checks of one node, in one command; a check the batch did not reach fails with
-    what the node said."""
-    try:
-        r = node(name).run(["sh", "-c", batch_script(checks)], check=False,
-                           timeout=sum(c.timeout for c in checks) + 30)
-        out, err, why = _sections(r.out), _sections(r.err), _last(r.err or r.out)
-    except Exception as e:  # the node itself failed us (gone, unreachable): every check fails
-        out, err, why = {}, {}, f"{type(e).__name__}: {e}"
-    results = []
-    for i, c in enumerate(checks):
-        if i in out:
-            text, rc = out[i]
-            status = int(rc) if rc.isdigit() else -1
-            why = err.get(i, ("", ""))[0] or (f"timed out after {c.timeout:g} s" if status == 124 else "")
-            results.append(Result(c.argv, status, text, why))
-        else:
-            results.append(Result(c.argv, -1, "", f"not run: {why}"))
-    return results
+    """The checks of one node, in one command."""
+    return batch.run_many(node(name), [(c.argv, c.timeout) for c in checks])
 
 
 def select(checks: list[Check], group: str | None) -> list[Check]:

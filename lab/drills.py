@@ -20,9 +20,10 @@ from pathlib import Path
 import provision
 from lab import state
 from lab.model import Lab
+from lab.pool import parallel, pmap
 from lab.substrate.base import Node, Service
 
-INTERVAL = 0.05      # probe interval (s)
+INTERVAL = 0.05      # probe interval (s); a substrate may ask for more (`probe_interval`)
 TCP_PORT = 5001      # the TCP sink in the lab's Internet
 SETTLE = 2.0         # seconds of steady state before the fault and after each phase
 MODES = ("probe", "uplink", "crash")
@@ -111,6 +112,9 @@ class Background:
     name: str
     argv: tuple[str, ...]
     pid: str = ""
+    # INT lets ping print its summary; a shell started in the background ignores INT, so a
+    # script needs TERM.
+    signal: str = "INT"
 
     @property
     def path(self) -> str:
@@ -123,9 +127,9 @@ class Background:
                                        f"{{ setsid {cmd} > {out} 2>&1 < /dev/null & }}; echo $!"])
         self.pid = r.out.strip()
 
-    def stop(self, signal: str = "INT") -> None:
+    def stop(self) -> None:
         if self.pid:
-            self.node.run(["kill", f"-{signal}", self.pid], check=False)
+            self.node.run(["kill", f"-{self.signal}", self.pid], check=False)
 
     def output(self) -> str:
         return self.node.read(self.path) or ""
@@ -138,25 +142,28 @@ def _quote(arg: str) -> str:
     return arg if re.fullmatch(r"[\w@%+=:,./-]+", arg) else "'" + arg.replace("'", "'\\''") + "'"
 
 
-def pinger(node: Node, target: str, family: str) -> Background:
+def pinger(node: Node, target: str, family: str, interval: float = INTERVAL) -> Background:
     # -D: the prober's own timestamps; -O: report each unanswered probe
-    return Background(node, f"ping{family}", ("ping", f"-{family}", "-n", "-D", "-O", "-i", str(INTERVAL),
+    return Background(node, f"ping{family}", ("ping", f"-{family}", "-n", "-D", "-O", "-i", str(interval),
                                               "-W", "1", target))
 
 
-def tcp_stream(node: Node, target: str) -> Background:
+def tcp_stream(node: Node, target: str, interval: float = INTERVAL) -> Background:
     """A line every 50 ms over one TCP connection (bash's /dev/tcp: no extra tool in the image);
-    it ends, saying so, on the first write error (a reset)."""
+    it ends, saying so, on the first write error (a reset). Builtins only, no process per
+    line (forks cost dearly in an emulated VM): the pause is a read on the socket, which the
+    sink never writes to, the time is $EPOCHREALTIME."""
     script = (f"exec 3<>/dev/tcp/{target}/{TCP_PORT} || {{ echo CONNECT-FAILED; exit 1; }}; "
-              f"while sleep {INTERVAL}; do echo \"$(date +%s.%N)\" >&3 || {{ echo RESET; exit 1; }}; done")
-    return Background(node, "tcp", ("bash", "-c", script))
+              f"while :; do read -r -t {interval} -u 3 _; "
+              f"echo \"$EPOCHREALTIME\" >&3 || {{ echo RESET; exit 1; }}; done")
+    return Background(node, "tcp", ("bash", "-c", script), signal="TERM")
 
 
 PING_LINE = re.compile(r"^\[(\d+\.\d+)\] (?:\d+ bytes from .*icmp_seq=(\d+) .*time=([\d.]+) ms"
                        r"|no answer yet for icmp_seq=(\d+))")
 
 
-def parse_ping(text: str, t0: float, stop: float) -> list[tuple[float, bool]]:
+def parse_ping(text: str, t0: float, stop: float, interval: float = INTERVAL) -> list[tuple[float, bool]]:
     """[(send time since t0, replied)] per probe, on the prober's clock. Probes sent in the
     last second before `stop` are left out (they could not be answered yet)."""
     sent: dict[int, float] = {}
@@ -171,7 +178,7 @@ def parse_ping(text: str, t0: float, stop: float) -> list[tuple[float, bool]]:
             replied.add(seq)
         else:  # printed as the next probe leaves: this one left an interval earlier
             seq = int(m.group(4))
-            sent.setdefault(seq, ts - INTERVAL)
+            sent.setdefault(seq, ts - interval)
     if not sent:
         return []
     first, last = min(sent), max(sent)
@@ -180,7 +187,7 @@ def parse_ping(text: str, t0: float, stop: float) -> list[tuple[float, bool]]:
     for seq in range(first, last + 1):
         if seq not in sent:  # interpolate between neighbours
             before = max(s for s in known if s < seq)
-            sent[seq] = sent[before] + (seq - before) * INTERVAL
+            sent[seq] = sent[before] + (seq - before) * interval
         if sent[seq] <= stop - 1.0:
             out.append((round(sent[seq] - t0, 3), seq in replied))
     return out
@@ -247,6 +254,7 @@ class Watch(threading.Thread):
         router = self.node_of(self.lab.router.vm)
         names = {t.fwmark: n for n, t in self.lab.tenants.items()}
         while not self.stopping.is_set():
+            began = time.monotonic()
             now = state.vip_holders(self.lab, self.node_of)
             for name, held in now.items():
                 vm = self.lab.tenants[name].vm
@@ -268,7 +276,9 @@ class Watch(threading.Thread):
                 if marks_seen is not None:
                     self.event(f"router marks the containers' flows {label}", self.lab.router.vm)
                 marks_seen = label
-            time.sleep(INTERVAL)
+            # Busy half the time at most: on an emulated VM a round costs seconds of its CPU,
+            # which keepalived needs more than we do.
+            time.sleep(max(INTERVAL, time.monotonic() - began))
 
 
 def transitions(lab: Lab, node_of: Callable[[str], Node], t0: float) -> list[dict]:
@@ -309,9 +319,12 @@ def run(elab, tenant: str, mode: str = "probe", family: str = "both", deadline: 
                                str(TCP_PORT), internet.root + "/var/log/tcpsink.log"))
     internet.start(sink)
     t0 = time.time()
-    probes = {(c, fam): pinger(node_of(c), str(res.ipv4 if fam == "4" else res.ipv6), fam)
+    # Every 50 ms; slower where the substrate asks (emulated VMs: 12 probers at 20/s starve
+    # the emulated router, and both tenants' health checks fail at once).
+    interval = getattr(elab, "probe_interval", INTERVAL)
+    probes = {(c, fam): pinger(node_of(c), str(res.ipv4 if fam == "4" else res.ipv6), fam, interval)
               for c in containers for fam in ("4", "6")}
-    stream = tcp_stream(node_of(stream_from), str(res.ipv4))
+    stream = tcp_stream(node_of(stream_from), str(res.ipv4), interval)
     watch = Watch(lab, node_of, t0)
     timeline = Timeline(t0, progress)
     mark, events = timeline.mark, timeline.events
@@ -320,10 +333,9 @@ def run(elab, tenant: str, mode: str = "probe", family: str = "both", deadline: 
     injected = restored = None
     takeover = None
     try:
-        for p in [*probes.values(), stream]:
-            p.start()
+        parallel(Background.start, [*probes.values(), stream])
         watch.start()
-        mark(f"probes from {len(containers)} containers (IPv4 and IPv6, every {INTERVAL * 1000:.0f} ms), "
+        mark(f"probes from {len(containers)} containers (IPv4 and IPv6, every {interval * 1000:.0f} ms), "
              f"TCP stream from {stream_from}", "host")
         time.sleep(SETTLE)
         injected = mark(f"fault injected: {fault.what}", lab.tenants[tenant].vm)
@@ -349,9 +361,14 @@ def run(elab, tenant: str, mode: str = "probe", family: str = "both", deadline: 
         restored = mark("restore", lab.tenants[tenant].vm)
         fault.restore()
         mark("restored", lab.tenants[tenant].vm)
-        if not _until(lambda: not elab.problems(), deadline + 10):
-            problems.append("the lab is not back to its initial state after restore: "
-                            + "; ".join(elab.problems()))
+        left: list[str] = []
+
+        def back() -> bool:
+            left[:] = elab.problems()
+            return not left
+
+        if not _until(back, deadline + 10):
+            problems.append("the lab is not back to its initial state after restore: " + "; ".join(left))
         else:
             mark(f"back to the initial state: the gateway on {lab.tenants[lab.master()].vm}", "host")
         time.sleep(SETTLE)
@@ -359,8 +376,7 @@ def run(elab, tenant: str, mode: str = "probe", family: str = "both", deadline: 
         if injected is not None and restored is None:
             fault.restore()
         watch.stopping.set()
-        for p in [*probes.values(), stream]:
-            p.stop()
+        parallel(Background.stop, [*probes.values(), stream])
         time.sleep(0.3)
     stop = time.time()
     watch.join(timeout=2)
@@ -368,9 +384,11 @@ def run(elab, tenant: str, mode: str = "probe", family: str = "both", deadline: 
     restore_t = restored if restored is not None else float("inf")
     report_probes: dict[str, dict[str, list]] = {}
     outage_list = []
-    for (c, fam), p in probes.items():
-        series = parse_ping(p.output(), t0, stop)
-        p.remove()
+    texts = dict(zip(probes, pmap(Background.output, probes.values()), strict=True))
+    tcp_out = stream.output()
+    parallel(Background.remove, [*probes.values(), stream])
+    for (c, fam) in probes:
+        series = parse_ping(texts[c, fam], t0, stop, interval)
         report_probes.setdefault(c, {})[fam] = [[t, ok] for t, ok in series]
         for o in outages(series, restore_t):
             outage_list.append({"container": c, "family": fam, **o})
@@ -378,8 +396,6 @@ def run(elab, tenant: str, mode: str = "probe", family: str = "both", deadline: 
                 problems.append(f"{c} IPv{fam}: no reply since {o['start']:.1f} s")
         if not series:
             problems.append(f"{c} IPv{fam}: the prober recorded nothing")
-    tcp_out = stream.output()
-    stream.remove()
     tcp = {"container": stream_from, "target": f"{res.ipv4}:{TCP_PORT}",
            "survived": "RESET" not in tcp_out and "CONNECT-FAILED" not in tcp_out,
            "resets": tcp_out.count("RESET"), "detail": tcp_out.strip()[-200:]}
@@ -390,7 +406,7 @@ def run(elab, tenant: str, mode: str = "probe", family: str = "both", deadline: 
         "drill": f"failover.{tenant}", "tenant": tenant, "mode": mode, "family": family, "lab": lab.name,
         "clock": "seconds since the drill started; probes on each prober's clock, events on the "
                  "clock named in each",
-        "interval": INTERVAL, "expected_gateway": lab.tenants[expect].vm,
+        "interval": interval, "expected_gateway": lab.tenants[expect].vm,
         "takeover_s": takeover, "master_down_s": round(master_down(lab, expect), 3),
         "events": all_events, "probes": report_probes, "outages": outage_list, "tcp": tcp,
         "ok": not problems, "problems": problems,
@@ -409,11 +425,12 @@ def _holder(watch: Watch) -> str | None:
 
 
 def _until(cond: Callable[[], bool], timeout: float) -> bool:
+    """Poll cond until it holds; busy half the time at most (see Watch.run)."""
     end = time.monotonic() + timeout
-    while time.monotonic() < end:
+    while (began := time.monotonic()) < end:
         if cond():
             return True
-        time.sleep(INTERVAL)
+        time.sleep(max(INTERVAL, time.monotonic() - began))
     return False
 
 

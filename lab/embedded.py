@@ -9,11 +9,11 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import provision
 from lab import internet, model
+from lab.pool import parallel
 from lab.render import FORMS, File, render
 from lab.state import dhcp_problems, wait_until
 from lab.substrate.base import Node
@@ -187,17 +187,6 @@ class EmbeddedLab:
         for r in removed:
             progress(f"removed {r}")
         return removed
-
-
-def parallel(fn: Callable, items: list) -> None:
-    """fn(item) for every item, side by side; the first failure is raised."""
-    if len(items) <= 1:
-        for item in items:
-            fn(item)
-        return
-    with ThreadPoolExecutor(max_workers=len(items)) as pool:
-        for future in [pool.submit(fn, item) for item in items]:
-            future.result()
 
 
 def port_name(container: str) -> str:

@@ -9,25 +9,35 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
-from lab.substrate.base import Node
+from lab.pool import pmap
+from lab.substrate import batch
+from lab.substrate.base import Node, Result
 
 LEASES = "/var/lib/dhcp/dhcpd.leases"
+STATUS = "/var/run/keepalived_status"  # written by the seed's notify script
 
 
-def addresses(node: Node, dev: str, family: int) -> list[ipaddress.IPv4Interface | ipaddress.IPv6Interface]:
-    r = node.run(["ip", "-j", f"-{family}", "addr", "show", "dev", dev], check=False)
+def addresses(node: Node, dev: str, family: int | None = None
+              ) -> list[ipaddress.IPv4Interface | ipaddress.IPv6Interface]:
+    """The addresses on `dev` (of one family, or both)."""
+    flags = [f"-{family}"] if family else []
+    return _addresses(node.run(["ip", "-j", *flags, "addr", "show", "dev", dev], check=False))
+
+
+def _addresses(r: Result) -> list[ipaddress.IPv4Interface | ipaddress.IPv6Interface]:
     if not r.ok or not r.out.strip():
         return []
-    out = []
-    for link in json.loads(r.out):
-        for a in link.get("addr_info", []):
-            out.append(ipaddress.ip_interface(f"{a['local']}/{a['prefixlen']}"))
-    return out
+    return [ipaddress.ip_interface(f"{a['local']}/{a['prefixlen']}")
+            for link in json.loads(r.out) for a in link.get("addr_info", [])]
 
 
 def default_gateway(node: Node, family: int) -> str | None:
-    r = node.run(["ip", "-j", f"-{family}", "route", "show", "default"], check=False)
+    return _gateway(node.run(["ip", "-j", f"-{family}", "route", "show", "default"], check=False))
+
+
+def _gateway(r: Result) -> str | None:
     if not r.ok or not r.out.strip():
         return None
     routes = json.loads(r.out)
@@ -42,7 +52,11 @@ def pid_alive(node: Node, pidfile: str) -> bool:
 
 def vrrp_state(node: Node) -> str | None:
     """The state keepalived last reported through the seed's notify script."""
-    m = re.search(r"transitioned to the (\S+) state", node.read("/var/run/keepalived_status") or "")
+    return _vrrp_state(node.read(STATUS) or "")
+
+
+def _vrrp_state(text: str) -> str | None:
+    m = re.search(r"transitioned to the (\S+) state", text)
     return m.group(1) if m else None
 
 
@@ -64,65 +78,82 @@ class ClientState:
 
 def client_state(lab, name: str, node: Node) -> ClientState:
     nic = lab.containers.nic
-    v4 = [a for a in addresses(node, nic, 4) if a.ip in lab.shared_vlan.ipv4]
-    v6 = [a for a in addresses(node, nic, 6) if a.ip in lab.shared_vlan.ipv6]
-    return ClientState(name, str(v4[0].ip) if v4 else None, default_gateway(node, 4),
-                       str(v6[0].ip) if v6 else None, default_gateway(node, 6))
+    found = batch.run_many(node, [(("ip", "-j", "addr", "show", "dev", nic), 10),
+                                  (("ip", "-j", "-4", "route", "show", "default"), 10),
+                                  (("ip", "-j", "-6", "route", "show", "default"), 10)])
+    addrs = _addresses(found[0])
+    v4 = [a for a in addrs if a.ip in lab.shared_vlan.ipv4]
+    v6 = [a for a in addrs if a.ip in lab.shared_vlan.ipv6]
+    return ClientState(name, str(v4[0].ip) if v4 else None, _gateway(found[1]),
+                       str(v6[0].ip) if v6 else None, _gateway(found[2]))
 
 
 def vip_holders(lab, nodes) -> dict[str, list[str]]:
-    """Tenant name -> the VIPs it holds on its VLAN 7 interface."""
+    """Tenant name -> the VIPs it holds on its VLAN 7 interface (the tenants read at once)."""
     vips = [lab.vrrp.instances.ipv4.vip.ip, lab.vrrp.instances.ipv6.vip.ip]
-    out = {}
-    for name, t in lab.tenants.items():
-        node = nodes(t.vm)
-        held = {a.ip for f in (4, 6) for a in addresses(node, lab.shared_vlan.bridge, f)}
-        out[name] = [str(v) for v in vips if v in held]
-    return out
+
+    def held(t) -> list[str]:
+        on = {a.ip for a in addresses(nodes(t.vm), lab.shared_vlan.bridge)}
+        return [str(v) for v in vips if v in on]
+
+    return dict(zip(lab.tenants, pmap(held, lab.tenants.values()), strict=True))
 
 
 def convergence_problems(elab) -> list[str]:
-    """What keeps the lab from the converged state `invoke up` waits for."""
+    """What keeps the lab from the converged state `invoke up` waits for (every node read at
+    once, each in one command)."""
     lab, node = elab.lab, elab.node
-    problems = []
-    holders = vip_holders(lab, node)
     master = lab.master()
-    if len(holders[master]) != 2:
-        problems.append(f"{lab.tenants[master].vm} holds {holders[master] or 'no VIP'}, "
-                        "expected both VIPs")
-    for name, held in holders.items():
+    vips = [lab.vrrp.instances.ipv4.vip.ip, lab.vrrp.instances.ipv6.vip.ip]
+
+    def tenant(name: str) -> list[str]:
+        t, problems = lab.tenants[name], []
+        vm = node(t.vm)
+        found = batch.run_many(vm, [
+            (("ip", "-j", "addr", "show", "dev", lab.shared_vlan.bridge), 10),
+            *((("sh", "-c", f'kill -0 "$(cat {vm.root}/run/{d}.pid)"'), 10) for d in ("keepalived", "radvd")),
+            (("cat", vm.root + STATUS), 10)])
+        on = {a.ip for a in _addresses(found[0])}
+        held = [str(v) for v in vips if v in on]
+        if name == master and len(held) != 2:
+            problems.append(f"{t.vm} holds {held or 'no VIP'}, expected both VIPs")
         if name != master and held:
-            problems.append(f"{lab.tenants[name].vm} also holds {held}")
-    for name, t in lab.tenants.items():
-        for daemon in ("keepalived", "radvd"):
-            if not pid_alive(node(t.vm), f"/run/{daemon}.pid"):
+            problems.append(f"{t.vm} also holds {held}")
+        for daemon, r in zip(("keepalived", "radvd"), found[1:3], strict=True):
+            if not r.ok:
                 problems.append(f"{t.vm}: {daemon} is not running")
         want = "MASTER" if name == master else "BACKUP"
-        got = vrrp_state(node(t.vm))
+        got = _vrrp_state(found[3].out)
         if got != want:
             problems.append(f"{t.vm}: keepalived reports {got}, expected {want}")
-    problems += dhcp_problems(lab, node)
+        return problems
+
     r = lab.dhcp.range
-    vip4, vip6 = str(lab.vrrp.instances.ipv4.vip.ip), str(lab.vrrp.instances.ipv6.vip.ip)
-    for t in lab.tenants.values():
-        for c in t.clients:
-            s = client_state(lab, c, node(c))
-            if s.ipv4 is None or not r.first <= ipaddress.ip_address(s.ipv4) <= r.last:
-                problems.append(f"{c}: no lease in {r.first}-{r.last} (has {s.ipv4})")
-            if s.gateway4 != vip4:
-                problems.append(f"{c}: IPv4 default via {s.gateway4}, expected {vip4}")
-            if s.slaac is None:
-                problems.append(f"{c}: no SLAAC address in {lab.shared_vlan.ipv6}")
-            if s.gateway6 != vip6:
-                problems.append(f"{c}: IPv6 default via {s.gateway6}, expected {vip6}")
-    return problems
+    vip4, vip6 = str(vips[0]), str(vips[1])
+
+    def client(c: str) -> list[str]:
+        s, problems = client_state(lab, c, node(c)), []
+        if s.ipv4 is None or not r.first <= ipaddress.ip_address(s.ipv4) <= r.last:
+            problems.append(f"{c}: no lease in {r.first}-{r.last} (has {s.ipv4})")
+        if s.gateway4 != vip4:
+            problems.append(f"{c}: IPv4 default via {s.gateway4}, expected {vip4}")
+        if s.slaac is None:
+            problems.append(f"{c}: no SLAAC address in {lab.shared_vlan.ipv6}")
+        if s.gateway6 != vip6:
+            problems.append(f"{c}: IPv6 default via {s.gateway6}, expected {vip6}")
+        return problems
+
+    jobs = [*(partial(tenant, n) for n in lab.tenants), partial(dhcp_problems, lab, node),
+            *(partial(client, c) for t in lab.tenants.values() for c in t.clients)]
+    return [p for found in pmap(lambda job: job(), jobs) for p in found]
 
 
 def dhcp_problems(lab, node) -> list[str]:
     """The DHCP failover pair is not yet serving (both in failover state normal)."""
-    return [f"{t.dhcp_server.name}: DHCP failover state {s}, expected normal"
-            for t in lab.tenants.values()
-            if (s := dhcp_failover_state(node(t.dhcp_server.name))) != "normal"]
+    servers = [t.dhcp_server.name for t in lab.tenants.values()]
+    states = pmap(lambda name: dhcp_failover_state(node(name)), servers)
+    return [f"{name}: DHCP failover state {s}, expected normal"
+            for name, s in zip(servers, states, strict=True) if s != "normal"]
 
 
 def wait_until(problems: Callable[[], list[str]], timeout: float, what: str, pause: float = 0.25) -> None:

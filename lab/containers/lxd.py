@@ -19,6 +19,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -341,6 +342,7 @@ class LxdDaemon:
         self.log_file = self.lxd_dir / "lxd.log"
         self._proc: subprocess.Popen[bytes] | None = None  # kept to reap it when we stop it
         self._client: pylxd.Client | None = None
+        self.execs = threading.BoundedSemaphore(16)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -533,9 +535,16 @@ class LxdDaemon:
 # Container
 
 
+TRANSIENT = ("deadline exceeded", "database is locked")  # LXD errors worth a retry
+
+
 class LxdApi(Protocol):
     """Any LXD a container can live in: a daemon of ours on a unix socket (LxdDaemon), or one
     in a VM over HTTPS (lab/vagrant/lxd.py). Containers only need its pylxd client."""
+
+    # How many commands it runs at once: beyond a few, an LXD in an emulated VM times out its
+    # own database transactions ("context deadline exceeded").
+    execs: threading.BoundedSemaphore
 
     def client(self) -> pylxd.Client: ...
 
@@ -600,35 +609,54 @@ class LxdContainer:
         LXD records the output to log files instead of pylxd's websockets: pylxd's ws4py
         thread races its own teardown ("I/O operation on closed epoll object"). The price:
         no stdin stream, so `input` goes through a file, unlinked before argv starts.
-        Coreutils' `timeout` bounds the run (the API call itself has no timeout).
+        Coreutils' `timeout` bounds the run, and each API request is bounded too.
         """
         command = ["timeout", "--kill-after=5", str(timeout), *argv]
         if input is not None:
             stdin = f"/run/vxlab-stdin-{uuid.uuid4().hex}"
             self.put(stdin, input, mode=0o600)
             command = ["sh", "-c", 'exec <"$0" && rm -f "$0" && exec "$@"', stdin, *command]
+        with self.daemon.execs:
+            return self._exec(command, timeout)
+
+    def _exec(self, command: list[str], timeout: float) -> tuple[int, str, str]:
         client = self.daemon.client()
         api = client.api.instances[self.name]
-        response = api.exec.post(
-            json={
-                "command": command,
-                "environment": {},
-                "interactive": False,
-                "wait-for-websocket": False,
-                "record-output": True,
-            },
-        )
-        operation = client.operations.wait_for_operation(response.json()["operation"])
+        request = {"command": command, "environment": {}, "interactive": False,
+                   "wait-for-websocket": False, "record-output": True}
+        for attempt in range(4):
+            try:
+                response = api.exec.post(json=request, timeout=60)
+                break
+            except pylxd.exceptions.LXDAPIException as e:
+                # An overloaded LXD refuses for a moment (its database) before anything ran:
+                # again, a bit later.
+                if attempt == 3 or not any(m in str(e) for m in TRANSIENT):
+                    raise
+                time.sleep(1 + 2 * attempt)
+        # Every request bounded by the command's own timeout: a busy LXD (in an emulated VM)
+        # once left a reply hanging for many minutes.
+        op_id = response.json()["operation"].rsplit("/", 1)[1]
+        wait = client.api.operations[op_id].wait.get(params={"timeout": round(timeout + 15)},
+                                                      timeout=timeout + 30)
+        operation = wait.json()["metadata"]
+        if operation.get("status") != "Success":
+            raise RuntimeError(f"{self.name}: LXD could not run {command[3:]}: "
+                               f"{operation.get('err') or operation.get('status')}")
+        result = operation["metadata"]
         outputs = []
         for fd in ("1", "2"):
-            log = api.logs[operation.metadata["output"][fd].rsplit("/", 1)[1]]
+            log = api.logs[result["output"][fd].rsplit("/", 1)[1]]
             # The raw body: pylxd's get() takes any JSON body for an API reply, and a command's
             # output can be JSON (`ip -j ...`).
             body = log.session.get(log._api_endpoint, timeout=timeout + 10)
             body.raise_for_status()
             outputs.append(body.content.decode(errors="replace"))
-            log.delete()  # else they pile up in LXD_DIR/logs
-        return operation.metadata["return"], outputs[0], outputs[1]
+            # Else they pile up in LXD_DIR/logs. Best effort, bounded: a busy LXD in an
+            # emulated VM once left this reply hanging for minutes.
+            with contextlib.suppress(requests.RequestException):
+                log.session.delete(log._api_endpoint, timeout=30)
+        return result["return"], outputs[0], outputs[1]
 
     def put(self, path: str, data: bytes, mode: int = 0o644) -> None:
         self._instance().files.put(path, data, mode=mode)

@@ -84,7 +84,7 @@ class TenantLxd:
         image = ensure_image(progress=progress)
         self.daemon.start()
         self.daemon.init(bridge=self.lab.shared_vlan.bridge, mtu=self.lab.shared_vlan.mtu, image=image)
-        from lab.embedded import parallel
+        from lab.pool import parallel
 
         def launch(name: str) -> None:
             c = LxdContainer(self.daemon, self.instance(name))

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import provision
 from lab import model
-from lab.embedded import Timer, parallel
+from lab.embedded import Timer
+from lab.pool import parallel
 from lab.render import FORMS, File, render
 from lab.state import dhcp_problems, wait_until
 from lab.substrate.base import Node
@@ -77,6 +78,7 @@ class VagrantLab:
         lab = lab.model_copy(update={"containers": lab.containers.model_copy(update={"driver": "lxd"})})
         # Under TCG the seed's 1 s VRRP checks starve: the lab's timing for emulated VMs.
         self.lab = lab.emulated() if self.driver == "qemu" else lab
+        self.probe_interval = 0.2 if self.driver == "qemu" else 0.05  # the drills' probes (s)
         self.form = FORMS["vagrant"]
         self.vms = VagrantVms(self.lab, root)
         self.host = hosts.Host(self.lab)

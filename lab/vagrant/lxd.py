@@ -9,6 +9,7 @@ import the box's image) goes over SSH, since it needs LXD's unix socket; everyth
 from __future__ import annotations
 
 import subprocess
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -54,6 +55,7 @@ class VmLxd:
         self.vm = vm
         self.cert = cert
         self._client: pylxd.Client | None = None
+        self.execs = threading.BoundedSemaphore(3)  # see LxdApi: more and LXD times out
 
     @property
     def endpoint(self) -> str:
@@ -140,7 +142,7 @@ class TenantVmLxd:
         return VmLxdNode(name, LxdContainer(self.lxd, name), self.vm)
 
     def up(self, progress: Callable[[str], None]) -> None:
-        from lab.embedded import parallel
+        from lab.pool import parallel
 
         self.lxd.bootstrap()
         self.lxd.init(self.lab.shared_vlan.bridge, self.lab.shared_vlan.mtu)

@@ -187,12 +187,13 @@ DRILL_HELP = {"lab": LAB, "mode": "probe (the seed's: blind the health check), u
               "the tenant sends to the Internet) or crash (kill its keepalived)",
               "family": "uplink mode: 4, 6 or both", "json": "write the report as JSON to this file",
               "plot": "draw the timeline to this PNG or SVG file",
-              "deadline": "seconds allowed for each move of the gateway", "substrate": SUBSTRATE}
+              "deadline": "seconds allowed for each move of the gateway (default: 20 per VRRP "
+                          "advert interval, 20 s with the seed's timing)", "substrate": SUBSTRATE}
 
 
 def _drill(lab, tenant, mode, family, json, plot, deadline, substrate=None):
-    report = _guard(commands.drill, _lab(lab, substrate), tenant, mode, str(family), float(deadline),
-                    json, plot, _say)
+    report = _guard(commands.drill, _lab(lab, substrate), tenant, mode, str(family),
+                    None if deadline is None else float(deadline), json, plot, _say)
     from lab.drills import summary
 
     print(summary(report))
@@ -201,14 +202,14 @@ def _drill(lab, tenant, mode, family, json, plot, deadline, substrate=None):
 
 
 @task(name="green", help=DRILL_HELP)
-def failover_green(c, lab=None, mode="probe", family="both", json=None, plot=None, deadline=20,
+def failover_green(c, lab=None, mode="probe", family="both", json=None, plot=None, deadline=None,
                   substrate=None):
     """The seed's drill: green loses the Internet, blue takes over, then green gets it back."""
     _drill(lab, "green", mode, family, json, plot, deadline, substrate)
 
 
 @task(name="blue", help=DRILL_HELP)
-def failover_blue(c, lab=None, mode="probe", family="both", json=None, plot=None, deadline=20,
+def failover_blue(c, lab=None, mode="probe", family="both", json=None, plot=None, deadline=None,
                   substrate=None):
     """The same on blue (the BACKUP): the gateway must stay on green throughout."""
     _drill(lab, "blue", mode, family, json, plot, deadline, substrate)

@@ -255,10 +255,12 @@ def check(elab: EmbeddedLab, group: str | None, wait: float, json_file: str | No
 
 # -- drills ---------------------------------------------------------------------------------------
 
-def drill(elab: EmbeddedLab, tenant: str, mode: str, family: str, deadline: float,
+def drill(elab: EmbeddedLab, tenant: str, mode: str, family: str, deadline: float | None,
           json_file: str | None, plot_file: str | None, progress) -> dict:
     from lab import drills
 
+    if deadline is None:  # VRRP's pace: slower timing (emulated VMs) gets longer
+        deadline = 20.0 * elab.lab.vrrp.advert_int
     try:
         report = drills.run(elab, tenant, mode, family, deadline, progress)
     except drills.DrillError as e:

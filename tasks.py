@@ -224,13 +224,17 @@ def box_build(c, force=False):
     print(f"{b.name}: {b.file}\nmanifest: {b.manifest}")
 
 
-@task(name="up", help={"lab": LAB})
-def host_up(c, lab=None):
-    """Prepare this host for `vagrant up`: OVS dsw-host, libvirt networks, simulated upstream.
+@task(name="up", help={"lab": LAB, "upstream": "simulated (default: the lab's own sealed Internet) "
+                          "or nat (the real Internet: turns on this host's forwarding and NAT, "
+                          "restored by host.down; for laptops, never in CI)"})
+def host_up(c, lab=None, upstream="simulated"):
+    """Prepare this host for `vagrant up`: OVS dsw-host, libvirt networks, the upstream.
     Idempotent; run it again after `vagrant up` to seal the VMs' new ports."""
     from lab.vagrant import host
 
-    _guard(host.prepare, _load(lab), _say)
+    if upstream not in host.UPSTREAMS:
+        raise Exit(f"--upstream must be one of {', '.join(host.UPSTREAMS)}, not {upstream!r}", code=2)
+    _guard(host.prepare, _load(lab), _say, None, upstream)
 
 
 @task(name="down", help={"lab": LAB})

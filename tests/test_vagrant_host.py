@@ -1,11 +1,15 @@
 """Host preparation for the Vagrant lab (lab/vagrant/host.py), for real: OVS (userspace
 datapath), libvirtd, the libvirt networks and the simulated upstream; then its undo, which
 must leave the host exactly as it was. A lab of its own name and switch, so it cannot meet
-a Vagrant lab someone has up; it refuses to run beside one (they would share OVS's socket)."""
+a Vagrant lab someone has up; it refuses to run beside one (they would share OVS's socket).
+
+The `nat` upstream is tested with every command stubbed, never for real: it would make this
+machine route and NAT to its network."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -17,8 +21,7 @@ from conftest import needs_root
 from lab import model
 from lab.vagrant import host as hostmod
 
-pytestmark = [needs_root("ovs-vsctl", "ovsdb-server", "libvirtd", "virsh", "nft", "ethtool", "tc"),
-              pytest.mark.root]
+needs_host = needs_root("ovs-vsctl", "ovsdb-server", "libvirtd", "virsh", "nft", "ethtool", "tc")
 PROBE_NS = "vagtest-probe"  # not vxlab-*/vxtest-*: those belong to the embedded lab's tests
 
 
@@ -65,6 +68,8 @@ def lab(tmp_path_factory) -> model.Lab:
     return model.load(f)
 
 
+@needs_host
+@pytest.mark.root
 def test_prepare_is_idempotent_sealed_and_undone_exactly(lab):
     before = _host_state()
     h = hostmod.Host(lab)
@@ -72,7 +77,7 @@ def test_prepare_is_idempotent_sealed_and_undone_exactly(lab):
         h.prepare("qemu")
         h.prepare("qemu")  # again: nothing new, nothing broken
         st = h.status()
-        assert all(st["daemons"].values()) and st["bridge"] and st["upstream"]
+        assert all(st["daemons"].values()) and st["bridge"] and st["upstream"] == "simulated"
         assert set(st["networks"]) >= {"vagtest-dsw-vagtest", "vagtest-mgmt"}
         assert _sh("ovs-vsctl", "get", "bridge", "dsw-vagtest", "datapath_type").strip() == "netdev"
         xml = _sh("virsh", "-c", "qemu:///system", "net-dumpxml", "vagtest-dsw-vagtest")
@@ -118,3 +123,160 @@ def _probe_upstream(h: hostmod.Host, lab: model.Lab) -> None:
     # sealed: no IPv6 link-local on the port; the host learned no neighbour there
     assert "inet6" not in _sh("ip", "addr", "show", "dev", "vagtestprobe")
     assert _sh("ip", "neigh", "show", "dev", "vagtestprobe").strip() == ""
+
+
+# -- the nat upstream, every command stubbed ------------------------------------------------
+
+class FakeHost:
+    """Stands in for the host's commands: records each argv, answers the queries, and turns
+    forwarding on at net-create as libvirt does."""
+
+    def __init__(self, forwarding: tuple[Path, Path], facts: Path) -> None:
+        self.calls: list[list[str]] = []
+        self.links: set[str] = set()
+        self.networks: set[str] = set()
+        self.forwarding, self.facts = forwarding, facts
+        self.recorded_at_create: list[str] | None = None
+
+    def __call__(self, argv, check=True, timeout=60, input=None) -> subprocess.CompletedProcess:
+        argv = list(argv)
+        self.calls.append(argv)
+        out, rc = "", 0
+        if argv[0] in ("iptables", "ip6tables"):
+            rc = 0 if argv[-1] == "-S" else 1  # no LIBVIRT_* chain
+        elif argv[:3] == ["ip", "link", "show"]:
+            rc = 0 if argv[-1] in self.links else 1
+        elif argv[:3] == ["ip", "link", "add"]:
+            self.links |= {argv[3], argv[argv.index("name") + 1]}
+        elif argv[:3] == ["ip", "link", "del"]:
+            self.links -= {argv[3]}
+        elif "net-list" in argv:
+            out = "\n".join(self.networks)
+        elif "net-create" in argv:
+            xml = Path(argv[-1]).read_text()
+            self.networks.add(xml.split("<name>")[1].split("</name>")[0])
+            if "<forward mode='nat'>" in xml:
+                self.recorded_at_create = json.loads(self.facts.read_text()).get("forwarding")
+                self.links.add("vxnat-vxlab")
+                for p in self.forwarding:
+                    p.write_text("1\n")
+        elif "net-destroy" in argv:
+            self.networks.discard(argv[-1])
+            self.links.discard("vxnat-vxlab")
+        return subprocess.CompletedProcess(argv, rc, out, "")
+
+    def index(self, *argv: str) -> int:
+        return next(i for i, c in enumerate(self.calls) if c[:len(argv)] == list(argv))
+
+
+@pytest.fixture
+def stubbed(tmp_path, monkeypatch) -> tuple[hostmod.Host, FakeHost]:
+    """A Host whose paths are under tmp_path and whose every command is FakeHost's; the
+    daemons' steps are no-ops (they are the real test's)."""
+    forwarding = (tmp_path / "ip_forward", tmp_path / "forwarding")
+    for p in forwarding:
+        p.write_text("0\n")
+    for name, value in {"RUN": tmp_path / "run", "KEEP": tmp_path / "keep", "OVS_RUN": tmp_path / "ovs",
+                        "NET_AUTOSTART": tmp_path / "autostart", "QEMU_LOGS": tmp_path / "logs",
+                        "FORWARDING": forwarding}.items():
+        monkeypatch.setattr(hostmod, name, value)
+    monkeypatch.setattr(hostmod.specs, "RUN_DIR", tmp_path / "serial")
+    h = hostmod.Host(model.load(model.DEFAULT_LAB))
+    fake = FakeHost(forwarding, h.facts)
+    monkeypatch.setattr(hostmod, "sh", fake)
+    for step in ("_qemu_conf", "_ovs", "_libvirtd", "seal"):
+        monkeypatch.setattr(hostmod.Host, step, lambda self, *a, step=step: fake.calls.append([step]))
+    return h, fake
+
+
+def test_nat_network_xml():
+    h = hostmod.Host(model.load(model.DEFAULT_LAB))
+    xml = h.nat_network_xml()
+    assert "<name>vxlab-nat</name>" in xml
+    assert "<forward mode='nat'><nat ipv6='yes'/></forward>" in xml
+    assert "<bridge name='vxnat-vxlab' stp='off' delay='0'/>" in xml
+    assert "<ip address='172.16.96.1' prefix='24'/>" in xml  # lab.internet.gateway
+    assert "<ip family='ipv6' address='2001:678:3fc:d6::1' prefix='64'/>" in xml
+    assert "<dns enable='no'/>" in xml and "<dhcp" not in xml
+    assert f"<mtu size='{h.switch.mtu}'/>" in xml
+
+
+def test_prepare_nat_records_forwarding_then_bridges_vlan_214(stubbed):
+    h, fake = stubbed
+    said = []
+    h.say = said.append
+    h.prepare("kvm", upstream="nat")
+    assert fake.recorded_at_create == ["0", "0"]  # recorded before libvirt turned them on
+    assert json.loads(h.facts.read_text())["upstream"] == "nat" and h.upstream() == "nat"
+    assert not any(c[:3] == ["ip", "netns", "add"] for c in fake.calls)  # no simulated Internet
+    assert any("forwards and NATs" in m for m in said)
+    bridge, port, peer = "vxnat-vxlab", "up214-vxlab", "nat214-vxlab"
+    mtu = str(h.switch.mtu)
+    order = [
+        fake.index(*hostmod.VIRSH, "net-create", str(h.run / "net-vxlab-nat.xml")),
+        fake.index("ip", "-6", "addr", "replace", "fe80:d6::1/64", "dev", bridge, "nodad"),
+        fake.index("ip", "link", "add", port, "mtu", mtu, "type", "veth", "peer", "name", peer, "mtu", mtu),
+        fake.index("ip", "link", "set", port, "addrgenmode", "none"),
+        fake.index("ip", "link", "set", peer, "addrgenmode", "none"),
+        fake.index("ip", "link", "set", peer, "master", bridge),
+        fake.index("ethtool", "-K", peer, "tx", "off"),
+        fake.index("ip", "link", "set", peer, "up"),
+        fake.index("ip", "link", "set", port, "up"),
+        next(i for i, c in enumerate(fake.calls) if c[0] == "ovs-vsctl" and "add-port" in c),
+        fake.calls.index(["seal"]),
+    ]
+    assert order == sorted(order)
+    add_port = fake.calls[order[-2]]
+    assert add_port[-8:] == ["--may-exist", "add-port", "dsw-host", port, "--", "set", "port", port] \
+        or add_port[-9:-1] == ["--may-exist", "add-port", "dsw-host", port, "--", "set", "port", port]
+    assert add_port[-1] == "tag=214"  # an access port on the uplink's VLAN
+    assert not any("addr" in c and (port in c or peer in c) for c in fake.calls)  # no address on either end
+    with pytest.raises(RuntimeError, match="no lab Internet node"):
+        h.internet_node()
+    # again: idempotent, and the network is not made twice
+    n = len(fake.calls)
+    h.prepare("kvm", upstream="nat")
+    assert not any("net-create" in c or c[:3] == ["ip", "link", "add"] for c in fake.calls[n:])
+
+
+def test_cleanup_removes_nat_and_restores_forwarding(stubbed):
+    h, fake = stubbed
+    h.prepare("kvm", upstream="nat")
+    fwd = [p.read_text() for p in hostmod.FORWARDING]
+    assert fwd == ["1\n", "1\n"]  # as libvirt leaves them
+    n = len(fake.calls)
+    removed = h.cleanup()
+    calls = fake.calls[n:]
+    assert [*hostmod.VIRSH, "net-destroy", "vxlab-nat"] in calls
+    assert ["ip", "link", "del", "up214-vxlab"] in calls
+    assert "libvirt network vxlab-nat" in removed
+    assert [p.read_text() for p in hostmod.FORWARDING] == ["0\n", "0\n"]
+    assert sum("restored" in r and "forward" in r for r in removed) == 2
+    assert not h.facts.exists() and h.upstream() is None
+
+
+def test_simulated_cleanup_leaves_forwarding(stubbed):
+    h, fake = stubbed
+    h.facts.parent.mkdir(parents=True)
+    h.facts.write_text(json.dumps({"upstream": "simulated"}))
+    for p in hostmod.FORWARDING:
+        p.write_text("1\n")  # the host's own setting: not ours to touch
+    h.cleanup()
+    assert [p.read_text() for p in hostmod.FORWARDING] == ["1\n", "1\n"]
+
+
+@pytest.mark.parametrize("upstream", ["NAT", "bridge", ""])
+def test_unknown_upstream_refused_before_any_change(stubbed, upstream):
+    h, fake = stubbed
+    with pytest.raises(ValueError, match="simulated, nat"):
+        h.prepare("kvm", upstream=upstream)
+    assert fake.calls == [] and not h.run.exists() and not h.facts.exists()
+
+
+def test_switching_upstream_needs_host_down(stubbed):
+    h, fake = stubbed
+    h.prepare("kvm", upstream="nat")
+    n = len(fake.calls)
+    with pytest.raises(RuntimeError, match="host.down"):
+        h.prepare("kvm", upstream="simulated")
+    assert fake.calls[n:] == []

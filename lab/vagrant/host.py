@@ -4,11 +4,16 @@
 no openvswitch module) with the seed's switch `dsw-host`; libvirtd and its helpers (no systemd
 here: started by hand, by pid file); the libvirt networks the Vagrantfile names (an isolated
 management network for Vagrant's SSH, and `dsw-host` with a portgroup per VLAN set); and the
-`simulated` upstream: the lab's own Internet in a namespace, on VLAN 214 of dsw-host.
+upstream on VLAN 214 of dsw-host, one of UPSTREAMS:
+- `simulated` (the default): the lab's own Internet in a namespace;
+- `nat` (for laptops, never in CI): the real Internet through a libvirt NAT network.
 `cleanup()` removes all of it, restores every file it changed, and touches nothing else.
 
-Sealed: no lab address on the host (its only address is the management network's .1, which
-Vagrant's SSH needs; that network forwards nothing), no forwarding, no sysctl changed.
+Sealed with `simulated`: no lab address on the host (its only address is the management
+network's .1, which Vagrant's SSH needs; that network forwards nothing), no forwarding, no
+sysctl changed. `nat` is the one exception, chosen by the user: the host holds the lab's
+Internet gateway addresses on the NAT bridge, forwards and NATs; the forwarding sysctls are
+recorded before and restored by `cleanup()`.
 """
 
 from __future__ import annotations
@@ -35,12 +40,16 @@ OVS_RUN = Path("/var/run/openvswitch")  # libvirt runs ovs-vsctl on the default 
 OVS_SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
 QEMU_CONF = Path("/etc/libvirt/qemu.conf")
 NET_AUTOSTART = Path("/etc/libvirt/qemu/networks/autostart")
+QEMU_LOGS = Path("/var/log/libvirt/qemu")
 LIBVIRT_CHAINS = {  # (table, builtin chain) -> libvirt's chain hooked into it
     ("filter", "INPUT"): "LIBVIRT_INP", ("filter", "OUTPUT"): "LIBVIRT_OUT",
     ("filter", "FORWARD"): ("LIBVIRT_FWX", "LIBVIRT_FWI", "LIBVIRT_FWO"),
     ("nat", "POSTROUTING"): "LIBVIRT_PRT", ("mangle", "POSTROUTING"): "LIBVIRT_PRT",
 }
 VIRSH = ("virsh", "-q", "-c", "qemu:///system")
+UPSTREAMS = ("simulated", "nat")
+# libvirt turns these on for a NAT network and never off: recorded before, restored after.
+FORWARDING = (Path("/proc/sys/net/ipv4/ip_forward"), Path("/proc/sys/net/ipv6/conf/all/forwarding"))
 Progress = Callable[[str], None]
 
 
@@ -216,7 +225,10 @@ class Host:
         self.switch = specs.switch_network(lab)
         self.mgmt = specs.management(lab)
         self.upstream_ns = f"vag-{lab.name}-internet"  # not vxlab-*: the embedded lab's names
-        self.upstream_port = f"up{lab.router.uplink.vlan}-{lab.name}"[:15]
+        self.upstream_port = f"up{lab.router.uplink.vlan}-{lab.name}"[:15]  # on dsw-host
+        self.nat_net = f"{lab.name}-nat"  # the `nat` upstream: a libvirt network,
+        self.nat_bridge = f"vxnat-{lab.name}"[:15]  # its Linux bridge,
+        self.nat_port = f"nat{lab.router.uplink.vlan}-{lab.name}"[:15]  # upstream_port's peer there
         self.seal_table = f"vxlab_host_{lab.name}"
         d = self.run
         self.ovsdb = Daemon("ovsdb-server", (
@@ -238,15 +250,21 @@ class Host:
         except (OSError, ValueError):
             return {}
 
-    def _record_facts(self) -> None:
+    def _record_facts(self, upstream: str) -> None:
         """Once, before we change anything: what exists already and must stay."""
         if self.facts.exists():
             return
         self.facts.parent.mkdir(parents=True, exist_ok=True)
         facts = {"chains": self._libvirt_chains(), "ovs_run_existed": OVS_RUN.exists(),
                  "storage_pools": self._virsh_names("pool-list", "--all", "--name")
-                 if self._libvirt_up() else None}
+                 if self._libvirt_up() else None, "upstream": upstream}
+        if upstream == "nat":  # before libvirt turns them on
+            facts["forwarding"] = [p.read_text().strip() for p in FORWARDING]
         self.facts.write_text(json.dumps(facts, indent=1))
+
+    def upstream(self) -> str | None:
+        """The upstream prepare() made (None before it ran)."""
+        return self._facts().get("upstream", "simulated") if self.facts.exists() else None
 
     @staticmethod
     def _libvirt_chains() -> list[str]:
@@ -260,21 +278,31 @@ class Host:
 
     # -- prepare --------------------------------------------------------------------------
 
-    def prepare(self, driver: str = "qemu") -> None:
+    def prepare(self, driver: str = "qemu", upstream: str = "simulated") -> None:
         """Make everything the Vagrantfile expects on the host; safe to run again."""
+        if upstream not in UPSTREAMS:
+            raise ValueError(f"upstream must be one of {', '.join(UPSTREAMS)}, not {upstream!r}")
+        made = self.upstream()
+        if made not in (None, upstream):
+            raise RuntimeError(f"this host has the {made} upstream: `invoke host.down` before "
+                               f"switching to {upstream}")
         self.run.mkdir(parents=True, exist_ok=True)
-        self._record_facts()
+        self._record_facts(upstream)
         if not self._libvirt_up():  # we shall start libvirtd: everything it writes is ours
             self.footprint.record()
         self._qemu_conf(driver)
         self._no_autostart()
         self._ovs()
         self._libvirtd()
-        self._networks()
-        self._upstream()
+        self._networks(self.network_xml())
+        if upstream == "nat":
+            self._nat_upstream()
+        else:
+            self._upstream()
         self.seal()
+        where = self.nat_net if upstream == "nat" else self.upstream_ns
         self.say(f"host ready: OVS bridge {self.switch.bridge}, libvirt networks "
-                 f"{self.mgmt.name} and {self.switch.name}, upstream {self.upstream_ns}")
+                 f"{self.mgmt.name} and {self.switch.name}, {upstream} upstream {where}")
 
     def _qemu_conf(self, driver: str) -> None:
         """Where /dev/kvm exists but cannot run the VMs, libvirt re-probes QEMU on every call
@@ -367,9 +395,23 @@ class Host:
             f"    <dhcp><range start='{first}' end='{last}'/></dhcp>", "  </ip>", "</network>", ""])
         return {sw.name: switch, mg.name: mgmt}
 
-    def _networks(self) -> None:
+    def nat_network_xml(self) -> str:
+        """The `nat` upstream's network: the lab's Internet gateway addresses on a bridge of
+        its own, NAT for IPv4 and IPv6. No DHCP, no DNS (so no dnsmasq): routerVM's uplink is
+        static, and the lab uses the resolver of lab.yaml, reached through the NAT."""
+        gw = self.lab.internet.gateway
+        return "\n".join([
+            "<network>", f"  <name>{self.nat_net}</name>",
+            "  <forward mode='nat'><nat ipv6='yes'/></forward>",
+            f"  <bridge name='{self.nat_bridge}' stp='off' delay='0'/>",
+            f"  <mtu size='{self.switch.mtu}'/>", "  <dns enable='no'/>",
+            f"  <ip address='{gw.ipv4.ip}' prefix='{gw.ipv4.network.prefixlen}'/>",
+            f"  <ip family='ipv6' address='{gw.ipv6.ip}' prefix='{gw.ipv6.network.prefixlen}'/>",
+            "</network>", ""])
+
+    def _networks(self, xmls: dict[str, str]) -> None:
         active = set(self._virsh_names("net-list", "--name"))
-        for name, xml in self.network_xml().items():
+        for name, xml in xmls.items():
             if name in active:
                 continue
             path = self.run / f"net-{name}.xml"
@@ -400,7 +442,39 @@ class Host:
                     f"tag={self.lab.router.uplink.vlan}")
         internet.provision(self.internet_node(), self.lab)
 
+    def _nat_upstream(self) -> None:
+        """`nat`: VLAN 214 bridged, by a veth, to a libvirt NAT network whose bridge holds the
+        lab's Internet gateway addresses; the host routes and NATs to its own uplink.
+        (libvirt refuses IPv6 forwarding where the host's RA routes would be lost: there
+        accept_ra=2 is the user's to set, not ours.)"""
+        self.say("nat upstream: the host forwards and NATs for the lab "
+                 "(forwarding sysctls recorded; restored by host.down)")
+        self._networks({self.nat_net: self.nat_network_xml()})
+        # routerVM's IPv6 default route: the link-local gateway, which libvirt's XML cannot hold
+        sh(["ip", "-6", "addr", "replace", str(self.lab.internet.gateway.link_local),
+            "dev", self.nat_bridge, "nodad"])
+        port, peer, mtu = self.upstream_port, self.nat_port, str(self.switch.mtu)
+        if not _link_exists(port):
+            with contextlib.suppress(RuntimeError):
+                sh(["ip", "link", "del", peer])  # half a pair left by an interruption
+            sh(["ip", "link", "add", port, "mtu", mtu, "type", "veth", "peer", "name", peer, "mtu", mtu])
+        for end in (port, peer):
+            sh(["ip", "link", "set", end, "addrgenmode", "none"])  # before up: no fe80:: address
+        sh(["ip", "link", "set", peer, "master", self.nat_bridge])
+        # As for `simulated`: what enters OVS's userspace datapath carries real checksums.
+        sh(["ethtool", "-K", peer, "tx", "off"])
+        for end in (peer, port):
+            sh(["ip", "link", "set", end, "up"])
+        self._vsctl("--may-exist", "add-port", self.switch.bridge, port, "--", "set", "port", port,
+                    f"tag={self.lab.router.uplink.vlan}")
+
     def internet_node(self) -> NetnsNode:
+        if self.upstream() == "nat":
+            raise RuntimeError("the nat upstream has no lab Internet node: drills need the "
+                               "simulated upstream (`invoke host.down`, then `invoke host.up`)")
+        return self._internet_ns()
+
+    def _internet_ns(self) -> NetnsNode:
         return NetnsNode("internet", self.upstream_ns, str(self.run / "internet"))
 
     def seal(self) -> list[str]:
@@ -444,6 +518,8 @@ class Host:
             if d.stop():
                 done.append(f"{d.name} stopped")
         done += self._remove_upstream()
+        facts = self._facts()
+        done += self._restore_forwarding(facts.get("forwarding"))
         if self.ovsdb.pid():
             with contextlib.suppress(RuntimeError):
                 self._vsctl("--if-exists", "del-br", self.switch.bridge)
@@ -451,7 +527,6 @@ class Host:
         for d in (self.vswitchd, self.ovsdb):
             if d.stop():
                 done.append(f"{d.name} stopped")
-        facts = self._facts()
         if not facts.get("ovs_run_existed", True) and OVS_RUN.exists():
             shutil.rmtree(OVS_RUN)
         if sh(["nft", "delete", "table", "netdev", self.seal_table], check=False).returncode == 0:
@@ -478,7 +553,7 @@ class Host:
                 self._virsh("undefine", dom, "--nvram", "--remove-all-storage", check=False)
                 done.append(f"domain {dom}")
         active = set(self._virsh_names("net-list", "--all", "--name"))
-        for name in (self.switch.name, self.mgmt.name):
+        for name in (self.switch.name, self.mgmt.name, self.nat_net):
             if name in active:
                 self._virsh("net-destroy", name, check=False)
                 self._virsh("net-undefine", name, check=False)  # if someone made it persistent
@@ -496,14 +571,14 @@ class Host:
                 self._virsh("pool-destroy", "default", check=False)
                 self._virsh("pool-undefine", "default", check=False)
                 done.append("storage pool default")
-        for log in Path("/var/log/libvirt/qemu").glob(f"{prefix}*.log"):
+        for log in QEMU_LOGS.glob(f"{prefix}*.log"):
             log.unlink()
         return done
 
     def _remove_upstream(self) -> list[str]:
         done = []
         if self.upstream_ns in _namespaces():
-            node = self.internet_node()
+            node = self._internet_ns()
             for s in internet.services(node):
                 node.stop(s)
             pids = sh(["ip", "netns", "pids", self.upstream_ns], check=False).stdout.split()
@@ -512,9 +587,25 @@ class Host:
                     os.kill(int(pid), signal.SIGKILL)
             sh(["ip", "netns", "del", self.upstream_ns])
             done.append(f"namespace {self.upstream_ns}")
-        if _link_exists(self.upstream_port):
-            sh(["ip", "link", "del", self.upstream_port])
-            done.append(f"link {self.upstream_port}")
+        for link in (self.upstream_port, self.nat_port):  # a veth: its peer goes with it
+            if _link_exists(link):
+                sh(["ip", "link", "del", link])
+                done.append(f"link {link}")
+        if _link_exists(self.nat_bridge):  # libvirtd died before net-destroy
+            sh(["ip", "link", "del", self.nat_bridge])
+            done.append(f"link {self.nat_bridge}")
+        return done
+
+    @staticmethod
+    def _restore_forwarding(before: list[str] | None) -> list[str]:
+        """The `nat` upstream only: the forwarding sysctls as they were before libvirt's NAT
+        network (the one place the project writes them). Only those that changed: writing
+        one also resets every interface's own setting."""
+        done = []
+        for path, value in zip(FORWARDING, before or (), strict=False):
+            if path.read_text().strip() != value:
+                path.write_text(value + "\n")
+                done.append(f"restored {path} = {value}")
         return done
 
     def _remove_chains(self, before: list[str]) -> list[str]:
@@ -542,7 +633,7 @@ class Host:
             "bridge": self.ovsdb.pid() is not None and self._vsctl("br-exists", self.switch.bridge,
                                                                    check=False).ok,
             "networks": self._virsh_names("net-list", "--name") if self._libvirt_up() else [],
-            "upstream": self.upstream_ns in _namespaces(),
+            "upstream": self.upstream() if _link_exists(self.upstream_port) else None,
         }
 
 
@@ -568,9 +659,10 @@ def _link_exists(name: str) -> bool:
     return sh(["ip", "link", "show", "dev", name], check=False).returncode == 0
 
 
-def prepare(lab: model.Lab, progress: Progress = print, driver: str | None = None) -> Host:
+def prepare(lab: model.Lab, progress: Progress = print, driver: str | None = None,
+            upstream: str = "simulated") -> Host:
     host = Host(lab, progress)
-    host.prepare(driver or specs.spec(lab).driver)
+    host.prepare(driver or specs.spec(lab).driver, upstream)
     return host
 
 

@@ -95,7 +95,9 @@ class VagrantLab:
         return bool(states) and all(s == "running" for s in states.values())
 
     def names(self) -> list[str]:
-        return ["internet", *(n.name for n in self.lab.nodes())]
+        # the lab's Internet is a node with the simulated upstream only (`nat`: the real one)
+        internet = [] if self.host.upstream() == "nat" else ["internet"]
+        return [*internet, *(n.name for n in self.lab.nodes())]
 
     def node(self, name: str) -> Node:
         if name == "internet":  # the simulated upstream, a namespace of this host

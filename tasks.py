@@ -28,6 +28,8 @@ def _lab(lab_file, substrate=None, driver=None, need_up=True):
         return commands.select(_load(lab_file), substrate, driver, need_up)
     except UsageError as e:
         raise Exit(str(e), code=2) from None
+    except RuntimeError as e:  # e.g. Vagrant cannot tell the VMs' state
+        raise Exit(f"error: {e}", code=1) from None
 
 
 def _say(msg: str) -> None:

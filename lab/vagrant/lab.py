@@ -7,6 +7,7 @@ host's simulated upstream, with the surface checks, drills and tasks use (as Emb
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -56,7 +57,16 @@ class VagrantVms:
         import vagrant
 
         v = vagrant.Vagrant(root=str(self.root), quiet_stdout=True, quiet_stderr=True)
-        return {s.name: s.state for s in v.status() if s.name in self.names}
+        for attempt in range(6):
+            try:
+                return {s.name: s.state for s in v.status() if s.name in self.names}
+            except subprocess.CalledProcessError:
+                # Another vagrant command holds a machine's lock (e.g. a second task at once).
+                if attempt == 5:
+                    raise RuntimeError(f"`vagrant status` keeps failing in {self.root} (another "
+                                       "vagrant command running?)") from None
+                time.sleep(1 + attempt)
+        raise AssertionError("unreachable")
 
     def exist(self) -> bool:
         return any(s != "not_created" for s in self.states().values())

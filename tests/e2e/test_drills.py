@@ -45,8 +45,24 @@ def longest_ms(report: dict, phase: str, family: str) -> dict[str, int]:
     return out
 
 
-def check_common(report: dict, expected_gateway: str) -> None:
+def probes_left(elab) -> list[str]:
+    """The drill's probers still running in the lab's containers (a drill must stop them all)."""
+    left = []
+    for c in (c for t in elab.lab.tenants for c in elab.lab.containers_of(t)):
+        r = subprocess.run(["ip", "netns", "pids", f"{elab.lab.name}-{c}"], capture_output=True, text=True)
+        for pid in r.stdout.split():
+            try:
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if "/dev/tcp/" in argv or " -D -O " in argv:
+                left.append(f"{c}: {argv}")
+    return left
+
+
+def check_common(report: dict, expected_gateway: str, elab) -> None:
     assert report["ok"], drills.summary(report)
+    assert probes_left(elab) == []
     assert report["expected_gateway"] == expected_gateway
     assert report["tcp"]["survived"], report["tcp"]
     assert len(report["probes"]) == 6 and all(len(s) > 100 for f in report["probes"].values()
@@ -62,7 +78,7 @@ def test_seed_drill_green_loses_nothing(elab, lab_file, tmp_path):
                         "--json", str(out)], cwd=ROOT, capture_output=True, text=True)
     assert p.returncode == 0, p.stdout + p.stderr
     report = json.loads(out.read_text())
-    check_common(report, "blueVM")
+    check_common(report, "blueVM", elab)
     assert lost(report, "failover") == {}, drills.summary(report)
     whats = [e["what"] for e in report["events"]]
     assert any("greenVM enters FAULT" in w for w in whats)
@@ -75,7 +91,7 @@ def test_seed_drill_green_loses_nothing(elab, lab_file, tmp_path):
 @pytest.mark.parametrize("family", ["both", "6"])
 def test_green_uplink_loss_costs_the_detection_time(elab, family):
     report = drills.run(elab, "green", "uplink", family)
-    check_common(report, "blueVM")
+    check_common(report, "blueVM", elab)
     for fam in ("4", "6"):
         ms = longest_ms(report, "failover", fam)
         if fam in ("6",) or family == "both":
@@ -88,7 +104,7 @@ def test_green_uplink_loss_costs_the_detection_time(elab, family):
 
 def test_green_keepalived_crash_taken_over_within_master_down(elab):
     report = drills.run(elab, "green", "crash")
-    check_common(report, "blueVM")
+    check_common(report, "blueVM", elab)
     assert report["takeover_s"] is not None
     assert report["takeover_s"] <= report["master_down_s"] + 1.0, report["takeover_s"]
     assert lost(report, "failover") == {}  # the crashed tenant still forwards with stale VIPs
@@ -97,7 +113,7 @@ def test_green_keepalived_crash_taken_over_within_master_down(elab):
 @pytest.mark.parametrize("mode", ["probe", "uplink", "crash"])
 def test_blue_is_backup_so_the_gateway_stays_on_green(elab, mode):
     report = drills.run(elab, "blue", mode)
-    check_common(report, "greenVM")
+    check_common(report, "greenVM", elab)
     assert lost(report, "failover") == {}, drills.summary(report)
     assert not any(e["what"].startswith("VIPs arrive on blueVM") for e in report["events"])
 

@@ -59,8 +59,10 @@ def host_footprint() -> dict:
         "chains": sorted(line for line in out("iptables-save").splitlines() if line.startswith(":LIBVIRT")),
         "forwarding": (Path("/proc/sys/net/ipv4/ip_forward").read_text(),
                        Path("/proc/sys/net/ipv6/conf/all/forwarding").read_text()),
-        "dirs": sorted(str(p) for p in (hosts.RUN, hosts.KEEP, ROOT / ".vagrant/machines") if p.exists()
-                       and any(p.iterdir())),
+        # Files, not directories: Vagrant keeps empty .vagrant/machines/<vm>/<provider>/ after
+        # a destroy (its state lives in files there: an id, keys, ...).
+        "files": sorted(str(f) for p in (hosts.RUN, hosts.KEEP, ROOT / ".vagrant/machines")
+                        for f in p.rglob("*") if f.is_file()),
     }
 
 

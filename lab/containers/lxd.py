@@ -563,7 +563,17 @@ class LxdContainer:
         """Create (if missing) and start (if not running); the hostname is the name.
 
         hwaddr and mtu override the profile's eth0 for this container; they apply at creation.
+        Idempotent, so an overloaded LXD's transient refusal is met by trying again.
         """
+        for attempt in range(4):
+            try:
+                return self._launch(image_alias, hwaddr, mtu)
+            except pylxd.exceptions.LXDAPIException as e:
+                if attempt == 3 or not any(m in str(e) for m in TRANSIENT):
+                    raise
+                time.sleep(2 + 4 * attempt)
+
+    def _launch(self, image_alias: str, hwaddr: str | None, mtu: int | None) -> None:
         client = self.daemon.client()
         if not client.instances.exists(self.name):
             devices = {}

@@ -15,11 +15,11 @@ import json
 import re
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from xml.etree import ElementTree
 
 from lab.model import Lab
+from lab.pool import pmap
 from lab.substrate import batch
 from lab.substrate.base import Node, Result
 
@@ -361,14 +361,10 @@ def run(checks: list[Check], node: Callable[[str], Node], wait: float = 30,
             by_node: dict[str, list[int]] = {}
             for i in pending:
                 by_node.setdefault(checks[i].node, []).append(i)
-            results: dict[int, Result] = {}
-
-            def batch(name: str, results=results, by_node=by_node) -> None:
-                mine = by_node[name]
-                results.update(zip(mine, run_batch(node, name, [checks[i] for i in mine]), strict=True))
-
-            with ThreadPoolExecutor(max_workers=len(by_node)) as pool:
-                list(pool.map(batch, by_node))
+            groups = list(by_node.items())
+            found_by_node = pmap(lambda g: run_batch(node, g[0], [checks[i] for i in g[1]]), groups)
+            results: dict[int, Result] = {i: r for (_, mine), found in zip(groups, found_by_node, strict=True)
+                                          for i, r in zip(mine, found, strict=True)}
             late = time.monotonic() > deadline
             still = []
             for i in pending:

@@ -149,7 +149,7 @@ def pinger(node: Node, target: str, family: str, interval: float = INTERVAL) -> 
 
 
 def tcp_stream(node: Node, target: str, interval: float = INTERVAL) -> Background:
-    """A line every 50 ms over one TCP connection (bash's /dev/tcp: no extra tool in the image);
+    """A line every `interval` over one TCP connection (bash's /dev/tcp: no extra tool in the image);
     it ends, saying so, on the first write error (a reset). Builtins only, no process per
     line (forks cost dearly in an emulated VM): the pause is a read on the socket, which the
     sink never writes to, the time is $EPOCHREALTIME."""
@@ -321,7 +321,7 @@ def run(elab, tenant: str, mode: str = "probe", family: str = "both", deadline: 
     t0 = time.time()
     # Every 50 ms; slower where the substrate asks (emulated VMs: 12 probers at 20/s starve
     # the emulated router, and both tenants' health checks fail at once).
-    interval = getattr(elab, "probe_interval", INTERVAL)
+    interval = elab.probe_interval
     probes = {(c, fam): pinger(node_of(c), str(res.ipv4 if fam == "4" else res.ipv6), fam, interval)
               for c in containers for fam in ("4", "6")}
     stream = tcp_stream(node_of(stream_from), str(res.ipv4), interval)

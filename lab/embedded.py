@@ -41,6 +41,8 @@ class Timer:
 class EmbeddedLab:
     """One lab on this host; `driver` chooses the containers: lxd or netns (light)."""
 
+    probe_interval = 0.05  # the drills' probes (s): namespaces and containers are cheap here
+
     def __init__(self, lab: model.Lab, driver: str | None = None):
         running = NetnsLab(lab).state / "driver"
         if driver is None and running.exists():  # the driver the running lab was built with

@@ -90,13 +90,15 @@ def client_state(lab, name: str, node: Node) -> ClientState:
 
 def vip_holders(lab, nodes) -> dict[str, list[str]]:
     """Tenant name -> the VIPs it holds on its VLAN 7 interface (the tenants read at once)."""
-    vips = [lab.vrrp.instances.ipv4.vip.ip, lab.vrrp.instances.ipv6.vip.ip]
-
     def held(t) -> list[str]:
-        on = {a.ip for a in addresses(nodes(t.vm), lab.shared_vlan.bridge)}
-        return [str(v) for v in vips if v in on]
+        return _vips_in(lab, addresses(nodes(t.vm), lab.shared_vlan.bridge))
 
     return dict(zip(lab.tenants, pmap(held, lab.tenants.values()), strict=True))
+
+
+def _vips_in(lab, addrs) -> list[str]:
+    on = {a.ip for a in addrs}
+    return [str(v.ip) for v in (lab.vrrp.instances.ipv4.vip, lab.vrrp.instances.ipv6.vip) if v.ip in on]
 
 
 def convergence_problems(elab) -> list[str]:
@@ -104,7 +106,6 @@ def convergence_problems(elab) -> list[str]:
     once, each in one command)."""
     lab, node = elab.lab, elab.node
     master = lab.master()
-    vips = [lab.vrrp.instances.ipv4.vip.ip, lab.vrrp.instances.ipv6.vip.ip]
 
     def tenant(name: str) -> list[str]:
         t, problems = lab.tenants[name], []
@@ -113,8 +114,7 @@ def convergence_problems(elab) -> list[str]:
             (("ip", "-j", "addr", "show", "dev", lab.shared_vlan.bridge), 10),
             *((("sh", "-c", f'kill -0 "$(cat {vm.root}/run/{d}.pid)"'), 10) for d in ("keepalived", "radvd")),
             (("cat", vm.root + STATUS), 10)])
-        on = {a.ip for a in _addresses(found[0])}
-        held = [str(v) for v in vips if v in on]
+        held = _vips_in(lab, _addresses(found[0]))
         if name == master and len(held) != 2:
             problems.append(f"{t.vm} holds {held or 'no VIP'}, expected both VIPs")
         if name != master and held:
@@ -129,7 +129,7 @@ def convergence_problems(elab) -> list[str]:
         return problems
 
     r = lab.dhcp.range
-    vip4, vip6 = str(vips[0]), str(vips[1])
+    vip4, vip6 = str(lab.vrrp.instances.ipv4.vip.ip), str(lab.vrrp.instances.ipv6.vip.ip)
 
     def client(c: str) -> list[str]:
         s, problems = client_state(lab, c, node(c)), []

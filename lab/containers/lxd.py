@@ -538,6 +538,19 @@ class LxdDaemon:
 TRANSIENT = ("deadline exceeded", "database is locked")  # LXD errors worth a retry
 
 
+def _again_if_transient(call: Callable, tries: int = 4):
+    """call(), again a bit later while an overloaded LXD refuses for a moment (its database);
+    only for calls that are safe to repeat."""
+    for attempt in range(tries):
+        try:
+            return call()
+        except pylxd.exceptions.LXDAPIException as e:
+            if attempt == tries - 1 or not any(m in str(e) for m in TRANSIENT):
+                raise
+            time.sleep(1 + 2 * attempt)
+    raise AssertionError("unreachable")
+
+
 class LxdApi(Protocol):
     """Any LXD a container can live in: a daemon of ours on a unix socket (LxdDaemon), or one
     in a VM over HTTPS (lab/vagrant/lxd.py). Containers only need its pylxd client."""
@@ -565,13 +578,7 @@ class LxdContainer:
         hwaddr and mtu override the profile's eth0 for this container; they apply at creation.
         Idempotent, so an overloaded LXD's transient refusal is met by trying again.
         """
-        for attempt in range(4):
-            try:
-                return self._launch(image_alias, hwaddr, mtu)
-            except pylxd.exceptions.LXDAPIException as e:
-                if attempt == 3 or not any(m in str(e) for m in TRANSIENT):
-                    raise
-                time.sleep(2 + 4 * attempt)
+        _again_if_transient(lambda: self._launch(image_alias, hwaddr, mtu))
 
     def _launch(self, image_alias: str, hwaddr: str | None, mtu: int | None) -> None:
         client = self.daemon.client()
@@ -634,16 +641,8 @@ class LxdContainer:
         api = client.api.instances[self.name]
         request = {"command": command, "environment": {}, "interactive": False,
                    "wait-for-websocket": False, "record-output": True}
-        for attempt in range(4):
-            try:
-                response = api.exec.post(json=request, timeout=60)
-                break
-            except pylxd.exceptions.LXDAPIException as e:
-                # An overloaded LXD refuses for a moment (its database) before anything ran:
-                # again, a bit later.
-                if attempt == 3 or not any(m in str(e) for m in TRANSIENT):
-                    raise
-                time.sleep(1 + 2 * attempt)
+        # Refused before anything ran: safe to ask again.
+        response = _again_if_transient(lambda: api.exec.post(json=request, timeout=60))
         # Every request bounded by the command's own timeout: a busy LXD (in an emulated VM)
         # once left a reply hanging for many minutes.
         op_id = response.json()["operation"].rsplit("/", 1)[1]

@@ -161,6 +161,7 @@ class Track(Model):
     timeout: Positive
     rise: Positive
     fall: Positive
+    ping_wait: Positive  # the check script's `ping -W`: how long one reply may take
 
 
 class VrrpTiming(Model):
@@ -486,6 +487,11 @@ def _check_vrrp(lab: Lab) -> Iterator[Problem]:
     elif not v6.vip.ip.is_link_local:
         yield Problem("vrrp.instances.ipv6.vip",
                       f"{v6.vip} is not link-local: VRRPv3 needs a link-local IPv6 VIP first")
+    for path, track in (("vrrp.track", lab.vrrp.track),
+                        ("vrrp.emulated.track", lab.vrrp.emulated and lab.vrrp.emulated.track)):
+        if track and track.ping_wait >= track.timeout:
+            yield Problem(f"{path}.ping_wait", f"{track.ping_wait} s must be shorter than the script's "
+                                               f"timeout ({track.timeout} s): keepalived would kill the ping")
     if v4.name == v6.name:
         yield Problem("vrrp.instances.ipv6.name", f"{v6.name!r} is already the IPv4 instance's name")
     prios = {n: t.vrrp_priority for n, t in lab.tenants.items()}

@@ -2,7 +2,8 @@
 
 The fixture starts its own sshd (Debian's openssh-server binary) with its own host key,
 config, port and a throwaway key pair, all in a temp dir, and stops it by pid. It logs in as
-root (the test runs as root) and every command goes through `sudo -n`, as on a VM.
+root (the test runs as root) and, unless a test logs in as root on purpose, every command
+goes through `sudo -n`, as on a VM.
 """
 
 from __future__ import annotations
@@ -43,9 +44,9 @@ def _wait_listening(port: int, proc: subprocess.Popen, timeout: float = 10) -> N
     raise TimeoutError("sshd does not listen")
 
 
-@pytest.fixture(scope="module")
-def sshd(tmp_path_factory) -> Iterator[SshEndpoint]:
-    d = tmp_path_factory.mktemp("sshd")
+@contextlib.contextmanager
+def _sshd(d: Path, permit_root: str) -> Iterator[SshEndpoint]:
+    d.mkdir(parents=True, exist_ok=True)
     for key in ("host_key", "client_key"):
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / key)], check=True)
     (d / "authorized_keys").write_text((d / "client_key.pub").read_text())
@@ -53,7 +54,7 @@ def sshd(tmp_path_factory) -> Iterator[SshEndpoint]:
     (d / "sshd_config").write_text(
         f"Port {port}\nListenAddress 127.0.0.1\nHostKey {d / 'host_key'}\n"
         f"PidFile {d / 'sshd.pid'}\nAuthorizedKeysFile {d / 'authorized_keys'}\n"
-        "PermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
+        f"PermitRootLogin {permit_root}\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
         "UsePAM no\nStrictModes no\nSubsystem sftp internal-sftp\nLogLevel ERROR\n")
     # sshd refuses to start without its privilege separation dir; make it only if missing.
     privsep = Path("/run/sshd")
@@ -73,9 +74,16 @@ def sshd(tmp_path_factory) -> Iterator[SshEndpoint]:
                 privsep.rmdir()
 
 
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory) -> Iterator[SshEndpoint]:
+    with _sshd(tmp_path_factory.mktemp("sshd"), "prohibit-password") as endpoint:
+        yield endpoint
+
+
 @pytest.fixture
 def node(sshd, tmp_path) -> Iterator[VagrantNode]:
     n = VagrantNode("testvm", sshd, tmp_path / "ssh-config")
+    n.sudo = True  # as on a VM, where Vagrant's user is not root
     yield n
     n.close()
 
@@ -107,6 +115,25 @@ def test_run_goes_through_sudo(node):
     r = node.run(["sh", "-c", 'echo "$SUDO_USER:$(id -u):$HOME"'])
     assert r.ok and r.out.strip() == "root:0:/root"
     assert r.argv == ("sh", "-c", 'echo "$SUDO_USER:$(id -u):$HOME"')
+
+
+def test_login_as_root_drops_sudo(node):
+    assert node.login_as_root() is True
+    assert (node.user, node.sudo) == ("root", False)
+    r = node.run(["sh", "-c", 'echo "${SUDO_USER:-none}:$(id -u):$HOME"'])
+    assert r.ok and r.out.strip() == "none:0:/root"
+    assert node.login_as_root() is True  # already: nothing to do
+
+
+def test_refused_root_login_keeps_sudo(tmp_path):
+    with _sshd(tmp_path / "sshd", "no") as endpoint:
+        n = VagrantNode("testvm", endpoint, tmp_path / "ssh-config")
+        n.sudo = True
+        try:
+            assert n.login_as_root() is False
+            assert n.sudo is True
+        finally:
+            n.close()
 
 
 def test_run_quotes_arguments_and_feeds_input(node):

@@ -70,7 +70,7 @@ BAD = [
      "VRRPv3 needs a link-local"),
     ("vrrp.instances.ipv4.vid", 74, "vrrp.instances.ipv4.vid", "unknown key"),
     ("vrrp.emulated.track.interval", 0, "vrrp.emulated.track.interval", "greater than or equal to 1"),
-    ("vrrp.emulated.track.ping_wait", 10, "vrrp.emulated.track.ping_wait", "shorter than the script's timeout"),
+    ("vrrp.emulated.track.ping_wait", 10, "vrrp.emulated.track.ping_wait", "shorter than the script"),
     ("vrrp.track.ping_wait", 5, "vrrp.track.ping_wait", "shorter than the script's timeout"),
     ("vrrp.emulated.advert", 2, "vrrp.emulated.advert", "unknown key"),
     ("vrrp.instances.ipv4.vrid", 256, "vrrp.instances.ipv4.vrid", "less than or equal to 255"),

@@ -108,6 +108,9 @@ FILES: dict[str, tuple[str, int]] = {
     "/etc/ssh/sshd_config.d/vagrant.conf": ("UseDNS no\n", 0o644),
     # a unit that hangs must not hold up a boot under emulation for 90 s
     "/etc/systemd/system.conf.d/vxlab-timeouts.conf": ("[Manager]\nDefaultTimeoutStartSec=30s\n", 0o644),
+    # LXD and its containers yield to keepalived: under emulation LXD's requests took a third
+    # of a tenant's CPU, keepalived stalled for seconds and its checks timed out (VRRP flapped).
+    "/etc/systemd/system/lxd.service.d/vxlab-nice.conf": ("[Service]\nNice=10\n", 0o644),
 }
 # Run in the new system (mmdebstrap customize hooks; "$1" is its root).
 HOOKS = (

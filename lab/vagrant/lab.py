@@ -74,7 +74,9 @@ class VagrantVms:
     def nodes(self) -> dict[str, VagrantNode]:
         with self._lock:
             if self._nodes is None:
-                self._nodes = nodes_from_vagrant(self.root, self.names, self.ssh_config)
+                nodes = nodes_from_vagrant(self.root, self.names, self.ssh_config)
+                parallel(VagrantNode.login_as_root, nodes.values())  # where provisioning allowed it
+                self._nodes = nodes
             return self._nodes
 
 
@@ -131,7 +133,13 @@ class VagrantLab:
         if not self.is_up():
             raise RuntimeError(f"the VMs are not all running ({self.vms.states()}): `vagrant up` first")
         files = render(self.lab, self.form)
-        self.vms.nodes()  # once, before the threads
+
+        def as_root(vm: VagrantNode) -> None:
+            vm.authorize_root()
+            if not vm.login_as_root():
+                raise RuntimeError(f"{vm.name}: root login refused after authorizing the key")
+
+        parallel(as_root, self.vms.nodes().values())  # once, before the threads
 
         def prov(name: str) -> None:
             self._provision(self.lab.node(name), files[name], progress, t)

@@ -4,12 +4,6 @@
 host.down`, which must leave the host as it was. Each step is timed; the whole must fit in 30
 minutes on a 2-core machine. Cleans up even on failure.
 
-NOT COLLECTED YET (the file name does not match test_*.py): it passed every step in CI once
-(1192 s: up 223, provision 680, 90/90 checks in 65, drill 201, destroy 20), and failed the next
-run in provisioning: LXD in an emulated tenant VM refused an instance start ("Failed to begin
-transaction: context deadline exceeded"; now retried). Run by hand until it passes reliably:
-`CI=true pytest -q -s tests/e2e/vagrant_end_to_end.py`.
-
 The tasks pick the VMs by themselves (no embedded lab `vxlab` is up: the other end-to-end tests
 use labs of their own names). It uses this directory's Vagrant project and the default lab: it
 refuses to run (fails) if that project already has VMs, rather than destroy someone's lab.

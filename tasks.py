@@ -189,8 +189,9 @@ DRILL_HELP = {"lab": LAB, "mode": "probe (the seed's: blind the health check), u
               "the tenant sends to the Internet) or crash (kill its keepalived)",
               "family": "uplink mode: 4, 6 or both", "json": "write the report as JSON to this file",
               "plot": "draw the timeline to this PNG or SVG file",
-              "deadline": "seconds allowed for each move of the gateway (default: 20 per VRRP "
-                          "advert interval, 20 s with the seed's timing)", "substrate": SUBSTRATE}
+              "deadline": "seconds allowed for the takeover, twice that for the way back to the "
+                          "initial state (default: 20 per VRRP advert interval, 20 s with the seed's "
+                          "timing)", "substrate": SUBSTRATE}
 
 
 def _drill(lab, tenant, mode, family, json, plot, deadline, substrate=None):

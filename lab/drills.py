@@ -163,15 +163,20 @@ PING_LINE = re.compile(r"^\[(\d+\.\d+)\] (?:\d+ bytes from .*icmp_seq=(\d+) .*ti
                        r"|no answer yet for icmp_seq=(\d+))")
 
 
-def parse_ping(text: str, t0: float, stop: float, interval: float = INTERVAL) -> list[tuple[float, bool]]:
+def parse_ping(text: str, t0: float, interval: float = INTERVAL, grace: float = 1.0
+               ) -> list[tuple[float, bool]]:
     """[(send time since t0, replied)] per probe, on the prober's clock. Probes sent in the
-    last second before `stop` are left out (they could not be answered yet)."""
+    last `grace` seconds of the prober's output are left out: it was stopped before their
+    replies could come. Measured on the prober's own clock: an emulated VM's drifts from the
+    host's by more than that."""
     sent: dict[int, float] = {}
     replied: set[int] = set()
+    end = 0.0
     for m in map(PING_LINE.match, text.splitlines()):
         if not m:
             continue
         ts = float(m.group(1))
+        end = max(end, ts)
         if m.group(2):
             seq = int(m.group(2))
             sent[seq] = ts - float(m.group(3)) / 1000
@@ -188,7 +193,7 @@ def parse_ping(text: str, t0: float, stop: float, interval: float = INTERVAL) ->
         if seq not in sent:  # interpolate between neighbours
             before = max(s for s in known if s < seq)
             sent[seq] = sent[before] + (seq - before) * interval
-        if sent[seq] <= stop - 1.0:
+        if sent[seq] <= end - grace:
             out.append((round(sent[seq] - t0, 3), seq in replied))
     return out
 
@@ -375,7 +380,9 @@ def run(elab, tenant: str, mode: str = "probe", family: str = "both", deadline: 
             left[:] = elab.problems()
             return not left
 
-        if not _until(back, deadline + 10):
+        # Twice the takeover's deadline: the failback waits out the health checks' rise, then
+        # the whole lab (leases, routes, daemons' own states) is read, on a busy VM slowly.
+        if not _until(back, 2 * deadline):
             problems.append("the lab is not back to its initial state after restore: " + "; ".join(left))
         else:
             mark(f"back to the initial state: the gateway on {lab.tenants[lab.master()].vm}", "host")
@@ -386,7 +393,6 @@ def run(elab, tenant: str, mode: str = "probe", family: str = "both", deadline: 
         watch.stopping.set()
         parallel(Background.stop, [*probes.values(), stream])
         time.sleep(0.3)
-    stop = time.time()
     watch.join(timeout=2)
 
     restore_t = restored if restored is not None else float("inf")
@@ -396,7 +402,7 @@ def run(elab, tenant: str, mode: str = "probe", family: str = "both", deadline: 
     tcp_out = stream.output()
     parallel(Background.remove, [*probes.values(), stream])
     for (c, fam) in probes:
-        series = parse_ping(texts[c, fam], t0, stop, interval)
+        series = parse_ping(texts[c, fam], t0, interval)
         report_probes.setdefault(c, {})[fam] = [[t, ok] for t, ok in series]
         for o in outages(series, restore_t):
             outage_list.append({"container": c, "family": fam, **o})

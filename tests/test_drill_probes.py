@@ -1,0 +1,66 @@
+"""Reading the drills' probers: ping's own output (-D timestamps, -O for unanswered probes)
+into one (send time, replied) per probe, and the outages in it."""
+
+from __future__ import annotations
+
+from lab.drills import outages, parse_ping
+
+T0 = 1000.0
+
+
+def reply(ts: float, seq: int, ms: float = 10.0) -> str:
+    return f"[{ts:.6f}] 64 bytes from 9.9.9.9: icmp_seq={seq} ttl=62 time={ms} ms"
+
+
+def no_answer(ts: float, seq: int) -> str:
+    return f"[{ts:.6f}] no answer yet for icmp_seq={seq}"
+
+
+def ping_output(lines: list[str]) -> str:
+    return "\n".join(["PING 9.9.9.9 (9.9.9.9) 56(84) bytes of data.", *lines,
+                      "", "--- 9.9.9.9 ping statistics ---", "9 packets transmitted, 7 received"])
+
+
+def test_every_probe_once_with_its_send_time_on_the_probers_clock():
+    lines = [reply(T0 + 0.01, 1), reply(T0 + 0.21, 2),
+             no_answer(T0 + 0.6, 3), no_answer(T0 + 0.8, 4),  # lost: printed as the next leaves
+             reply(T0 + 0.81, 5)]
+    lines += [reply(T0 + 0.01 + 0.2 * (seq - 1), seq) for seq in range(6, 20)]
+    series = parse_ping(ping_output(lines), T0, interval=0.2)
+    assert [ok for _, ok in series[:5]] == [True, True, False, False, True]
+    assert [t for t, _ in series[:5]] == [0.0, 0.2, 0.4, 0.6, 0.8]
+    # the last second of the prober's output is left out: no reply could come any more
+    assert max(t for t, _ in series) <= 0.01 + 0.2 * 18 - 1.0
+
+
+def test_a_late_reply_counts_as_a_reply():
+    lines = [reply(T0, 1), no_answer(T0 + 0.2, 2), reply(T0 + 0.35, 2, ms=350.0)]
+    lines += [reply(T0 + 0.2 * (seq - 1), seq) for seq in range(3, 12)]
+    assert all(ok for _, ok in parse_ping(ping_output(lines), T0, interval=0.2))
+
+
+def test_probes_stopped_before_their_replies_are_not_losses_whatever_the_hosts_clock():
+    # the prober's clock runs 5 s behind the host's: its last probes are still left out
+    lines = [reply(T0 - 5 + 0.2 * i, i + 1) for i in range(20)] + [no_answer(T0 - 5 + 4.0, 20)]
+    series = parse_ping(ping_output(lines), T0, interval=0.2)
+    assert series and all(ok for _, ok in series)
+    assert outages(series, restore_t=float("inf")) == []
+
+
+def test_an_outage_that_lasts_to_the_end_is_reported():
+    lines = [reply(T0 + 0.2 * i, i + 1) for i in range(10)]
+    lines += [no_answer(T0 + 0.2 * i, i) for i in range(11, 40)]
+    series = parse_ping(ping_output(lines), T0, interval=0.2)
+    (o,) = outages(series, restore_t=float("inf"))
+    assert o["end"] is None and o["ms"] is None and o["lost"] >= 20 and o["phase"] == "failover"
+
+
+def test_outages_are_runs_of_lost_probes_split_by_the_restore():
+    series = [(0.0, True), (0.2, False), (0.4, False), (0.6, True), (5.0, True), (5.2, False), (5.4, True)]
+    first, second = outages(series, restore_t=3.0)
+    assert first == {"start": 0.2, "end": 0.6, "ms": 400, "lost": 2, "phase": "failover"}
+    assert second == {"start": 5.2, "end": 5.4, "ms": 200, "lost": 1, "phase": "failback"}
+
+
+def test_nothing_recorded_is_an_empty_series():
+    assert parse_ping("PING 9.9.9.9 (9.9.9.9) 56(84) bytes of data.\n", T0) == []

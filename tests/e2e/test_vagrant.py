@@ -27,6 +27,8 @@ pytestmark = [needs_root("vagrant", "virsh", "libvirtd", "ovs-vsctl", "qemu-syst
               pytest.mark.e2e]
 
 BUDGET = 30 * 60
+DAEMONS = {"libvirtd", "virtlogd", "virtlockd", "ovsdb-server", "ovs-vswitchd", "dnsmasq",
+           "qemu-system-x86"}
 INVOKE = str(ROOT / ".venv/bin/invoke")
 
 
@@ -57,6 +59,8 @@ def host_footprint() -> dict:
                         if n.startswith("vag-")),
         "nft": sorted(line for line in out("nft", "list", "tables").splitlines() if "vxlab" in line),
         "chains": sorted(line for line in out("iptables-save").splitlines() if line.startswith(":LIBVIRT")),
+        # the daemons host.up starts (or finds) and host.down stops, and the VMs' QEMUs
+        "daemons": sorted(c for c in out("ps", "-eo", "comm").split() if c in DAEMONS),
         "forwarding": (Path("/proc/sys/net/ipv4/ip_forward").read_text(),
                        Path("/proc/sys/net/ipv6/conf/all/forwarding").read_text()),
         # Files, not directories: Vagrant keeps empty .vagrant/machines/<vm>/<provider>/ after

@@ -375,7 +375,7 @@ def run(elab, tenant: str, mode: str = "probe", family: str = "both", deadline: 
             # emulated VM, whose health checks then starve and fail. Only once the watch sees
             # the VIPs back on the master alone.
             if _holder(watch) != lab.master():
-                left[:] = [f"VIPs: {watch.holders}"]
+                left[:] = [f"the VIPs are not on {lab.tenants[lab.master()].vm} alone: {watch.holders}"]
                 return False
             left[:] = elab.problems()
             return not left

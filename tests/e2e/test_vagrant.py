@@ -61,8 +61,10 @@ def host_footprint() -> dict:
                         if n.startswith("vag-")),
         "nft": sorted(line for line in out("nft", "list", "tables").splitlines() if "vxlab" in line),
         "chains": sorted(line for line in out("iptables-save").splitlines() if line.startswith(":LIBVIRT")),
-        # the daemons host.up starts (or finds) and host.down stops, and the VMs' QEMUs
-        "daemons": sorted(c for c in out("ps", "-eo", "comm").split() if c in DAEMONS),
+        # the daemons host.up starts (or finds) and host.down stops, and the VMs' QEMUs; not
+        # zombies: the daemons detach, and PID 1 (not systemd here) reaps them when it will
+        "daemons": sorted(comm for stat, comm in (line.split() for line in out(
+            "ps", "-eo", "stat=,comm=").splitlines()) if comm in DAEMONS and not stat.startswith("Z")),
         "forwarding": (Path("/proc/sys/net/ipv4/ip_forward").read_text(),
                        Path("/proc/sys/net/ipv6/conf/all/forwarding").read_text()),
         # Files, not directories: Vagrant keeps empty .vagrant/machines/<vm>/<provider>/ after

@@ -140,9 +140,7 @@ def status(elab: EmbeddedLab) -> dict:
     nodes = []
     for name in elab.names():
         node = elab.node(name)
-        kind = {"LxdNode": "LXD container", "VmLxdNode": "LXD container",
-                "VagrantNode": "VM"}.get(type(node).__name__, "namespace")
-        row: dict = {"node": name, "kind": kind,
+        row: dict = {"node": name, "kind": node.kind,
                      "services": {s.name: ("running" if node.running(s) else "DEAD")
                                   for s in services_of(elab, name)}}
         spec = None if name in ("internet", "dsw-host") else lab.node(name)

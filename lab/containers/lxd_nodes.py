@@ -17,6 +17,7 @@ from lab.substrate.netns import NetnsLab
 class LxdNode:
     """A container of the lab, reached through pylxd."""
 
+    kind = "LXD container"
     root = ""
 
     def __init__(self, name: str, container: LxdContainer):

@@ -52,6 +52,7 @@ class Node(Protocol):
     """One machine of the lab: a VM, a namespace or a container."""
 
     name: str
+    kind: str  # what it is, for people: "VM", "namespace", "LXD container"
     root: str  # prefix of the node's paths on the machine that holds them ("" if its own fs)
 
     def run(self, argv: Sequence[str], *, input: str | None = None, check: bool = True,

@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from lab.model import Lab
 from lab.render import FORMS
@@ -59,6 +60,7 @@ class NetnsNode:
     name: str
     netns: str
     root: str
+    kind: ClassVar[str] = "namespace"
     _exec: tuple[str, ...] = field(init=False)
 
     def __post_init__(self) -> None:

@@ -92,6 +92,7 @@ class SshEndpoint:
 class VagrantNode:
     """One VM of the lab over SSH (Fabric): run as root, place and read files, systemd units."""
 
+    kind = "VM"
     root = ""  # the VM's own file system
 
     def __init__(self, name: str, endpoint: SshEndpoint, ssh_config: Path | str,

@@ -114,6 +114,24 @@ def test_clients_reach_the_internet_marked_by_the_master(elab):
     assert re.search(r"^\s*[1-9]\d*\s+\d+\s+MASQUERADE", nat, re.M), nat
 
 
+def test_status_says_what_each_node_is_and_its_state(elab):
+    from lab import commands
+
+    st = json.loads(commands.status_json(commands.status(elab)))  # as `invoke status --json`
+    lab, rows = elab.lab, {n["node"]: n for n in st["nodes"]}
+    assert st["converged"] is True and st["problems"] == []
+    container = "LXD container" if elab.driver == "lxd" else "namespace"
+    for t in lab.tenants.values():
+        assert rows[t.vm]["kind"] == "namespace"
+        assert rows[t.vm]["vrrp"] == ("MASTER" if t.vm == "greenVM" else "BACKUP")
+        assert rows[t.dhcp_server.name]["failover"] == "normal"
+        for c in (t.dhcp_server.name, *t.clients):
+            assert rows[c]["kind"] == container
+        for c in t.clients:
+            assert rows[c]["gateway4"] == "192.0.2.222" and rows[c]["gateway6"] == "fe80:7::de"
+    assert all(s == "running" for n in st["nodes"] for s in n["services"].values())
+
+
 def test_every_check_of_the_seed_passes(elab):
     from lab import checks
 

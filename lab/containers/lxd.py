@@ -551,6 +551,20 @@ def _again_if_transient(call: Callable, tries: int = 4):
     raise AssertionError("unreachable")
 
 
+def _await(operation, timeout: float, tries: int = 3) -> dict:
+    """An operation's outcome once it ends. Asking again is safe (a wait reads, it runs
+    nothing), and needed: an LXD in a busy emulated VM was once more than 90 s late with the
+    outcome of a command that its own `timeout` had ended long before."""
+    for attempt in range(tries):
+        try:
+            reply = operation.wait.get(params={"timeout": round(timeout + 15)}, timeout=timeout + 30)
+            return reply.json()["metadata"]
+        except requests.exceptions.ReadTimeout:
+            if attempt == tries - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
 class LxdApi(Protocol):
     """Any LXD a container can live in: a daemon of ours on a unix socket (LxdDaemon), or one
     in a VM over HTTPS (lab/vagrant/lxd.py). Containers only need its pylxd client."""
@@ -646,9 +660,7 @@ class LxdContainer:
         # Every request bounded by the command's own timeout: a busy LXD (in an emulated VM)
         # once left a reply hanging for many minutes.
         op_id = response.json()["operation"].rsplit("/", 1)[1]
-        wait = client.api.operations[op_id].wait.get(params={"timeout": round(timeout + 15)},
-                                                      timeout=timeout + 30)
-        operation = wait.json()["metadata"]
+        operation = _await(client.api.operations[op_id], timeout)
         if operation.get("status") != "Success":
             raise RuntimeError(f"{self.name}: LXD could not run {command[3:]}: "
                                f"{operation.get('err') or operation.get('status')}")

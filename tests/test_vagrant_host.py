@@ -135,6 +135,9 @@ class FakeHost:
         self.calls: list[list[str]] = []
         self.links: set[str] = set()
         self.networks: set[str] = set()
+        self.namespaces: set[str] = set()
+        self.vanishing: set[str] = set()  # links a namespace's deletion takes before our delete
+        self.failing: list[list[str]] = []  # argv prefixes that fail
         self.forwarding, self.facts = forwarding, facts
         self.recorded_at_create: list[str] | None = None
 
@@ -142,7 +145,20 @@ class FakeHost:
         argv = list(argv)
         self.calls.append(argv)
         out, rc = "", 0
-        if argv[0] in ("iptables", "ip6tables"):
+        if any(argv[:len(f)] == f for f in self.failing):
+            if check:
+                raise RuntimeError(f"`{' '.join(argv)}` failed (1): stubbed failure")
+            return subprocess.CompletedProcess(argv, 1, "", "stubbed failure")
+        if argv[:3] == ["ip", "netns", "list"]:
+            out = "\n".join(self.namespaces)
+        elif argv[:3] == ["ip", "netns", "add"]:
+            self.namespaces.add(argv[3])
+        elif argv[:3] == ["ip", "netns", "del"]:
+            self.namespaces.discard(argv[3])
+        elif argv[:3] == ["ip", "link", "del"] and argv[3] in self.vanishing:
+            self.links.discard(argv[3])
+            return subprocess.CompletedProcess(argv, 1, "", f"Cannot find device \"{argv[3]}\"")
+        elif argv[0] in ("iptables", "ip6tables"):
             rc = 0 if argv[-1] == "-S" else 1  # no LIBVIRT_* chain
         elif argv[:3] == ["ip", "link", "show"]:
             rc = 0 if argv[-1] in self.links else 1
@@ -280,3 +296,52 @@ def test_switching_upstream_needs_host_down(stubbed):
     with pytest.raises(RuntimeError, match="host.down"):
         h.prepare("kvm", upstream="simulated")
     assert fake.calls[n:] == []
+
+
+def _simulated(h: hostmod.Host, fake: FakeHost) -> None:
+    """The records and links of a simulated upstream, as host.up leaves them."""
+    h.facts.parent.mkdir(parents=True)
+    h.facts.write_text(json.dumps({"upstream": "simulated"}))
+    h.run.mkdir(parents=True)
+    fake.namespaces.add(h.upstream_ns)
+    fake.links.add(h.upstream_port)
+
+
+def test_cleanup_removes_the_upstream_port_before_its_namespace(stubbed):
+    """A deleted namespace takes its links asynchronously: deleting the host's end of the
+    veth after it raced with the kernel (`Cannot find device`, once in CI after a destroy)."""
+    h, fake = stubbed
+    _simulated(h, fake)
+    removed = h.cleanup()
+    assert fake.index("ip", "link", "del", h.upstream_port) < fake.index("ip", "netns", "del", h.upstream_ns)
+    assert f"link {h.upstream_port}" in removed and f"namespace {h.upstream_ns}" in removed
+    assert not fake.namespaces and not fake.links and not h.run.exists()
+
+
+def test_a_link_gone_between_check_and_delete_counts_as_removed(stubbed):
+    h, fake = stubbed
+    fake.links.add("vanish0")
+    fake.vanishing.add("vanish0")
+    assert hostmod._del_links("vanish0", "absent0") == ["link vanish0"]
+    assert hostmod._del_links("vanish0") == []  # nothing there: nothing done
+    fake.links.add("stuck0")
+    fake.failing.append(["ip", "link", "del", "stuck0"])
+    with pytest.raises(RuntimeError, match="ip link del stuck0"):
+        hostmod._del_links("stuck0")
+
+
+def test_a_failed_cleanup_step_does_not_stop_the_others(stubbed):
+    h, fake = stubbed
+    _simulated(h, fake)
+    fake.failing.append(["ip", "netns", "del"])
+    failure = r"incomplete.*host.down` again.*\n  upstream namespace: .*ip netns del"
+    with pytest.raises(RuntimeError, match=failure) as e:
+        h.cleanup()
+    assert f"link {h.upstream_port}" in str(e.value)  # what was done is said too
+    # the later steps ran all the same: the seal and libvirt's chains
+    assert any(c[:3] == ["nft", "delete", "table"] for c in fake.calls)
+    assert any(c[0] == "iptables" for c in fake.calls)
+    assert h.facts.exists() and h.run.exists()  # kept for the next host.down
+    fake.failing.clear()
+    h.cleanup()  # which finishes the job
+    assert not fake.namespaces and not h.facts.exists() and not h.run.exists()

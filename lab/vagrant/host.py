@@ -509,32 +509,38 @@ class Host:
 
     def cleanup(self) -> list[str]:
         """Undo prepare() (and what `vagrant up` left in libvirt): everything, also after an
-        interrupted prepare or up. Returns what was removed."""
+        interrupted prepare or up. Returns what was removed. A step that fails does not stop
+        the later ones (each is independent of the others' success); the failures are raised
+        together at the end, so one never leaves the rest of the host prepared."""
         done: list[str] = []
-        libvirt_ours = any(d.pid() for d in self.libvirt)
-        if self._libvirt_up():
-            done += self._libvirt_objects(libvirt_ours)
-        for d in reversed(self.libvirt):
-            if d.stop():
-                done.append(f"{d.name} stopped")
-        done += self._remove_upstream()
+        failed: list[str] = []
         facts = self._facts()
-        done += self._restore_forwarding(facts.get("forwarding"))
-        if self.ovsdb.pid():
-            with contextlib.suppress(RuntimeError):
-                self._vsctl("--if-exists", "del-br", self.switch.bridge)
-                done.append(f"OVS bridge {self.switch.bridge}")
-        for d in (self.vswitchd, self.ovsdb):
-            if d.stop():
-                done.append(f"{d.name} stopped")
-        if not facts.get("ovs_run_existed", True) and OVS_RUN.exists():
-            shutil.rmtree(OVS_RUN)
-        if sh(["nft", "delete", "table", "netdev", self.seal_table], check=False).returncode == 0:
-            done.append(f"nft table netdev {self.seal_table}")
-        done += self._remove_chains(facts.get("chains", []))
-        done += [f"restored {p}" for p in self.backups.restore_all()]
+        libvirt_ours = any(d.pid() for d in self.libvirt)
+
+        def step(what: str, fn: Callable[[], list[str] | None]) -> None:
+            try:
+                done.extend(fn() or [])
+            except (RuntimeError, OSError, subprocess.TimeoutExpired) as e:
+                failed.append(f"{what}: {e}")
+
+        step("libvirt objects", lambda: self._libvirt_objects(libvirt_ours) if self._libvirt_up() else [])
+        step("libvirt daemons", lambda: [f"{d.name} stopped" for d in reversed(self.libvirt) if d.stop()])
+        # The upstream's host ends first: deleting a veth takes its peer at once, whereas a
+        # deleted namespace's links go later, asynchronously (the host's end can vanish
+        # between a check and a delete: 2 in 30 on an idle host).
+        step("upstream ports", lambda: _del_links(self.upstream_port, self.nat_port))
+        step("upstream namespace", self._remove_upstream_ns)
+        step("nat bridge", lambda: _del_links(self.nat_bridge))  # if libvirtd died before net-destroy
+        step("forwarding", lambda: self._restore_forwarding(facts.get("forwarding")))
+        step("Open vSwitch", lambda: self._remove_ovs(facts))
+        step("seal", self._remove_seal)
+        step("libvirt chains", lambda: self._remove_chains(facts.get("chains", [])))
+        step("backups", lambda: [f"restored {p}" for p in self.backups.restore_all()])
         if not any(d.pid() for d in self.libvirt):
-            done += self.footprint.undo()
+            step("libvirt files", self.footprint.undo)
+        if failed:  # keep the records: a later host.down needs them to finish the job
+            raise RuntimeError("host clean-up incomplete (run `invoke host.down` again):\n  "
+                               + "\n  ".join(failed) + "\nremoved: " + ", ".join(done))
         with contextlib.suppress(OSError):
             shutil.rmtree(specs.RUN_DIR)  # the VMs' serial logs
         shutil.rmtree(self.run, ignore_errors=True)
@@ -543,6 +549,21 @@ class Host:
             with contextlib.suppress(OSError):
                 d.rmdir()
         return done
+
+    def _remove_ovs(self, facts: dict) -> list[str]:
+        done = []
+        if self.ovsdb.pid():
+            self._vsctl("--if-exists", "del-br", self.switch.bridge)
+            done.append(f"OVS bridge {self.switch.bridge}")
+        done += [f"{d.name} stopped" for d in (self.vswitchd, self.ovsdb) if d.stop()]
+        if not facts.get("ovs_run_existed", True) and OVS_RUN.exists():
+            shutil.rmtree(OVS_RUN)
+        return done
+
+    def _remove_seal(self) -> list[str]:
+        if sh(["nft", "delete", "table", "netdev", self.seal_table], check=False).returncode == 0:
+            return [f"nft table netdev {self.seal_table}"]
+        return []
 
     def _libvirt_objects(self, ours: bool) -> list[str]:
         done = []
@@ -575,26 +596,18 @@ class Host:
             log.unlink()
         return done
 
-    def _remove_upstream(self) -> list[str]:
-        done = []
-        if self.upstream_ns in _namespaces():
-            node = self._internet_ns()
-            for s in internet.services(node):
-                node.stop(s)
-            pids = sh(["ip", "netns", "pids", self.upstream_ns], check=False).stdout.split()
-            for pid in pids:  # anything else still in our namespace is ours
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(int(pid), signal.SIGKILL)
-            sh(["ip", "netns", "del", self.upstream_ns])
-            done.append(f"namespace {self.upstream_ns}")
-        for link in (self.upstream_port, self.nat_port):  # a veth: its peer goes with it
-            if _link_exists(link):
-                sh(["ip", "link", "del", link])
-                done.append(f"link {link}")
-        if _link_exists(self.nat_bridge):  # libvirtd died before net-destroy
-            sh(["ip", "link", "del", self.nat_bridge])
-            done.append(f"link {self.nat_bridge}")
-        return done
+    def _remove_upstream_ns(self) -> list[str]:
+        if self.upstream_ns not in _namespaces():
+            return []
+        node = self._internet_ns()
+        for s in internet.services(node):
+            node.stop(s)
+        pids = sh(["ip", "netns", "pids", self.upstream_ns], check=False).stdout.split()
+        for pid in pids:  # anything else still in our namespace is ours
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGKILL)
+        sh(["ip", "netns", "del", self.upstream_ns])
+        return [f"namespace {self.upstream_ns}"]
 
     @staticmethod
     def _restore_forwarding(before: list[str] | None) -> list[str]:
@@ -653,6 +666,20 @@ def _alive(pid: int) -> bool:
 
 def _namespaces() -> set[str]:
     return {line.split()[0] for line in sh(["ip", "netns", "list"]).stdout.splitlines() if line.strip()}
+
+
+def _del_links(*names: str) -> list[str]:
+    """Delete these links of the host's namespace where they are; say which were. A link
+    that vanished meanwhile (its namespace's deletion took it) counts as deleted."""
+    done = []
+    for name in names:
+        if not _link_exists(name):
+            continue
+        p = sh(["ip", "link", "del", name], check=False)
+        if p.returncode and _link_exists(name):
+            raise RuntimeError(f"`ip link del {name}` failed: {(p.stderr or p.stdout).strip()}")
+        done.append(f"link {name}")
+    return done
 
 
 def _link_exists(name: str) -> bool:

@@ -9,7 +9,7 @@ from provision.common import ifupdown, place, service, sysctl
 RADVD = "/etc/radvd.conf"
 KEEPALIVED = "/etc/keepalived/keepalived.conf"
 SCRIPTS = ("/usr/local/bin/keepalived_check_ipv4.sh", "/usr/local/bin/keepalived_check_ipv6.sh",
-           "/usr/local/bin/keepalived_notify.sh")
+           "/usr/local/bin/keepalived_notify.sh", "/usr/local/bin/keepalived_notify_fifo.sh")
 
 
 def services(t: Target) -> tuple[Service, Service]:

@@ -532,7 +532,8 @@ class Host:
         step("upstream namespace", self._remove_upstream_ns)
         step("nat bridge", lambda: _del_links(self.nat_bridge))  # if libvirtd died before net-destroy
         step("forwarding", lambda: self._restore_forwarding(facts.get("forwarding")))
-        step("Open vSwitch", lambda: self._remove_ovs(facts))
+        step("OVS bridge", self._remove_bridge)
+        step("OVS daemons", lambda: self._stop_ovs(facts))
         step("seal", self._remove_seal)
         step("libvirt chains", lambda: self._remove_chains(facts.get("chains", [])))
         step("backups", lambda: [f"restored {p}" for p in self.backups.restore_all()])
@@ -550,12 +551,16 @@ class Host:
                 d.rmdir()
         return done
 
-    def _remove_ovs(self, facts: dict) -> list[str]:
-        done = []
-        if self.ovsdb.pid():
-            self._vsctl("--if-exists", "del-br", self.switch.bridge)
-            done.append(f"OVS bridge {self.switch.bridge}")
-        done += [f"{d.name} stopped" for d in (self.vswitchd, self.ovsdb) if d.stop()]
+    def _remove_bridge(self) -> list[str]:
+        if not self.ovsdb.pid():
+            return []
+        self._vsctl("--if-exists", "del-br", self.switch.bridge)
+        return [f"OVS bridge {self.switch.bridge}"]
+
+    def _stop_ovs(self, facts: dict) -> list[str]:
+        """(Even if the bridge could not be deleted: its device goes with ovs-vswitchd, its
+        record with the database, which lives in self.run.)"""
+        done = [f"{d.name} stopped" for d in (self.vswitchd, self.ovsdb) if d.stop()]
         if not facts.get("ovs_run_existed", True) and OVS_RUN.exists():
             shutil.rmtree(OVS_RUN)
         return done

@@ -46,7 +46,7 @@ def _host_state() -> dict[str, object]:
         "addrs": sorted(" ".join(line.split()[1:4]) for line in _sh("ip", "-o", "addr").splitlines()),
         "iptables": [_sh(t, "-t", tb, "-S") for t in ("iptables", "ip6tables")
                      for tb in ("filter", "nat", "mangle")],
-        "nft": [line for line in _sh("nft", "list", "tables").splitlines() if "netdev" in line],
+        "nft": sorted(_sh("nft", "list", "tables").splitlines()),  # iptables' too: libvirt makes them
         "sysctl": [Path(f"/proc/sys/net/{p}").read_text() for p in
                    ("ipv4/ip_forward", "ipv6/conf/all/forwarding", "ipv4/conf/all/rp_filter")],
         "etc_libvirt": tree("/etc/libvirt"),
@@ -136,6 +136,7 @@ class FakeHost:
         self.links: set[str] = set()
         self.networks: set[str] = set()
         self.namespaces: set[str] = set()
+        self.tables: dict[str, list[dict]] = {}  # nftables: "family name" -> its objects
         self.vanishing: set[str] = set()  # links a namespace's deletion takes before our delete
         self.failing: list[list[str]] = []  # argv prefixes that fail
         self.forwarding, self.facts = forwarding, facts
@@ -149,7 +150,15 @@ class FakeHost:
             if check:
                 raise RuntimeError(f"`{' '.join(argv)}` failed (1): stubbed failure")
             return subprocess.CompletedProcess(argv, 1, "", "stubbed failure")
-        if argv[:3] == ["ip", "netns", "list"]:
+        if argv[:3] == ["nft", "list", "tables"]:
+            out = "".join(f"table {t}\n" for t in self.tables)
+        elif argv[:4] == ["nft", "-j", "list", "table"]:
+            name = " ".join(argv[4:6])
+            rc = 0 if name in self.tables else 1
+            out = json.dumps({"nftables": [{"metainfo": {}}, {"table": {}}, *self.tables.get(name, [])]})
+        elif argv[:3] == ["nft", "delete", "table"]:
+            rc = 0 if self.tables.pop(" ".join(argv[3:5]), None) is not None else 1
+        elif argv[:3] == ["ip", "netns", "list"]:
             out = "\n".join(self.namespaces)
         elif argv[:3] == ["ip", "netns", "add"]:
             self.namespaces.add(argv[3])
@@ -345,3 +354,19 @@ def test_a_failed_cleanup_step_does_not_stop_the_others(stubbed):
     fake.failing.clear()
     h.cleanup()  # which finishes the job
     assert not fake.namespaces and not h.facts.exists() and not h.run.exists()
+
+
+def test_cleanup_removes_the_empty_iptables_tables_libvirt_made(stubbed):
+    """iptables-nft: libvirt's first chain in a table makes the table; emptied, it stays."""
+    h, fake = stubbed
+    accept = {"chain": {"hook": "postrouting", "policy": "accept"}}
+    fake.tables["ip filter"] = []  # the host's own, before us: stays, empty or not
+    h.prepare("kvm", upstream="nat")
+    assert json.loads(h.facts.read_text())["nft_tables"] == ["ip filter"]
+    fake.tables |= {"ip nat": [accept], "ip6 nat": [accept], "ip mangle": [],  # libvirt's, emptied
+                    "ip6 filter": [accept, {"rule": {}}],  # someone's rule: stays
+                    "ip6 mangle": [{"chain": {"hook": "input", "policy": "drop"}}]}  # a policy: stays
+    removed = h.cleanup()
+    assert sorted(fake.tables) == ["ip filter", "ip6 filter", "ip6 mangle"]
+    assert {r for r in removed if r.startswith("nft table ip")} == {
+        "nft table ip nat (empty)", "nft table ip6 nat (empty)", "nft table ip mangle (empty)"}

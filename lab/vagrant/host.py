@@ -46,6 +46,8 @@ LIBVIRT_CHAINS = {  # (table, builtin chain) -> libvirt's chain hooked into it
     ("filter", "FORWARD"): ("LIBVIRT_FWX", "LIBVIRT_FWI", "LIBVIRT_FWO"),
     ("nat", "POSTROUTING"): "LIBVIRT_PRT", ("mangle", "POSTROUTING"): "LIBVIRT_PRT",
 }
+# iptables here is its nf_tables flavour: libvirt's first chain in a table makes the table.
+IPTABLES_TABLES = tuple((family, table) for family in ("ip", "ip6") for table in ("filter", "nat", "mangle"))
 VIRSH = ("virsh", "-q", "-c", "qemu:///system")
 UPSTREAMS = ("simulated", "nat")
 # libvirt turns these on for a NAT network and never off: recorded before, restored after.
@@ -255,7 +257,8 @@ class Host:
         if self.facts.exists():
             return
         self.facts.parent.mkdir(parents=True, exist_ok=True)
-        facts = {"chains": self._libvirt_chains(), "ovs_run_existed": OVS_RUN.exists(),
+        facts = {"chains": self._libvirt_chains(), "nft_tables": _nft_tables(),
+                 "ovs_run_existed": OVS_RUN.exists(),
                  "storage_pools": self._virsh_names("pool-list", "--all", "--name")
                  if self._libvirt_up() else None, "upstream": upstream}
         if upstream == "nat":  # before libvirt turns them on
@@ -536,6 +539,7 @@ class Host:
         step("OVS daemons", lambda: self._stop_ovs(facts))
         step("seal", self._remove_seal)
         step("libvirt chains", lambda: self._remove_chains(facts.get("chains", [])))
+        step("iptables tables", lambda: self._remove_tables(facts.get("nft_tables")))
         step("backups", lambda: [f"restored {p}" for p in self.backups.restore_all()])
         if not any(d.pid() for d in self.libvirt):
             step("libvirt files", self.footprint.undo)
@@ -643,6 +647,28 @@ class Host:
                     done.append(f"{tool} -t {table} {chain}")
         return done
 
+    @staticmethod
+    def _remove_tables(before: list[str] | None) -> list[str]:
+        """The iptables tables libvirt's chains made: those that were not there before us
+        and are empty now (no rule, no chain of their own, every hook accepting)."""
+        if before is None:  # prepare() never recorded them: nothing is known to be ours
+            return []
+        done = []
+        for family, table in IPTABLES_TABLES:
+            name = f"{family} {table}"
+            if name in before:
+                continue
+            r = sh(["nft", "-j", "list", "table", family, table], check=False)
+            if r.returncode:
+                continue
+            objects = [next(iter(o.items())) for o in json.loads(r.stdout)["nftables"]]
+            if all(kind in ("metainfo", "table") or (kind == "chain" and "hook" in o
+                                                      and o.get("policy") == "accept")
+                   for kind, o in objects):
+                sh(["nft", "delete", "table", family, table])
+                done.append(f"nft table {name} (empty)")
+        return done
+
     # -- status ---------------------------------------------------------------------------
 
     def status(self) -> dict[str, object]:
@@ -667,6 +693,12 @@ def _alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except (OSError, IndexError):
         return False
+
+
+def _nft_tables() -> list[str]:
+    """The host's nftables tables, as "family name"."""
+    return [" ".join(line.split()[1:3]) for line in sh(["nft", "list", "tables"]).stdout.splitlines()
+            if line.startswith("table ")]
 
 
 def _namespaces() -> set[str]:

@@ -59,7 +59,7 @@ def host_footprint() -> dict:
                         for line in out("ip", "-o", "link").splitlines()),
         "netns": sorted(n.split()[0] for n in out("ip", "netns", "list").splitlines()
                         if n.startswith("vag-")),
-        "nft": sorted(line for line in out("nft", "list", "tables").splitlines() if "vxlab" in line),
+        "nft": sorted(out("nft", "list", "tables").splitlines()),  # iptables' too: libvirt makes them
         "chains": sorted(line for line in out("iptables-save").splitlines() if line.startswith(":LIBVIRT")),
         # the daemons host.up starts (or finds) and host.down stops, and the VMs' QEMUs; not
         # zombies: the daemons detach, and PID 1 (not systemd here) reaps them when it will

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from lab import model, render, state
 
-# keepalived's own lines (as it wrote them in a scratch namespace): instances and the group
+# in keepalived's format (as it wrote to a FIFO in a scratch namespace), with the lab's names
 LINES = ['INSTANCE "VXLAN_7_IPv4" BACKUP 220', 'INSTANCE "VXLAN_7_IPv6" BACKUP 220',
          'GROUP "vrrp_group" BACKUP 0', 'INSTANCE "VXLAN_7_IPv4" MASTER 220',
          'INSTANCE "VXLAN_7_IPv6" MASTER 220', 'GROUP "vrrp_group" MASTER 0',

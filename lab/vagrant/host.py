@@ -46,8 +46,9 @@ LIBVIRT_CHAINS = {  # (table, builtin chain) -> libvirt's chain hooked into it
     ("filter", "FORWARD"): ("LIBVIRT_FWX", "LIBVIRT_FWI", "LIBVIRT_FWO"),
     ("nat", "POSTROUTING"): "LIBVIRT_PRT", ("mangle", "POSTROUTING"): "LIBVIRT_PRT",
 }
+TABLES = ("filter", "nat", "mangle")  # the iptables tables libvirt puts chains in
 # iptables here is its nf_tables flavour: libvirt's first chain in a table makes the table.
-IPTABLES_TABLES = tuple((family, table) for family in ("ip", "ip6") for table in ("filter", "nat", "mangle"))
+IPTABLES_TABLES = tuple((family, table) for family in ("ip", "ip6") for table in TABLES)
 VIRSH = ("virsh", "-q", "-c", "qemu:///system")
 UPSTREAMS = ("simulated", "nat")
 # libvirt turns these on for a NAT network and never off: recorded before, restored after.
@@ -273,7 +274,7 @@ class Host:
     def _libvirt_chains() -> list[str]:
         out = []
         for tool in ("iptables", "ip6tables"):
-            for table in ("filter", "nat", "mangle"):
+            for table in TABLES:
                 r = sh([tool, "-t", table, "-S"], check=False)
                 out += [f"{tool} {table} {line.split()[1]}" for line in r.stdout.splitlines()
                         if line.startswith("-N LIBVIRT_")]
@@ -523,7 +524,7 @@ class Host:
         def step(what: str, fn: Callable[[], list[str] | None]) -> None:
             try:
                 done.extend(fn() or [])
-            except (RuntimeError, OSError, subprocess.TimeoutExpired) as e:
+            except Exception as e:  # whatever it was, the later steps still run; said at the end
                 failed.append(f"{what}: {e}")
 
         step("libvirt objects", lambda: self._libvirt_objects(libvirt_ours) if self._libvirt_up() else [])

@@ -11,8 +11,9 @@ from pathlib import Path
 
 from lab import internet, model, state
 from lab.embedded import EmbeddedLab
+from lab.host.run import sh
 from lab.substrate.base import Node, Service
-from lab.substrate.netns import NetnsNode, sh
+from lab.substrate.netns import NetnsNode
 from provision import Target
 
 

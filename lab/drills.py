@@ -19,6 +19,7 @@ from pathlib import Path
 
 import provision
 from lab import state
+from lab.host.wait import until
 from lab.model import Lab
 from lab.pool import parallel, pmap
 from lab.substrate.base import Node, Service
@@ -354,7 +355,7 @@ def run(elab, tenant: str, mode: str = "probe", family: str = "both", deadline: 
                 return len(watch.holders.get(expect, [])) == 2
             return _holder(watch) == expect
 
-        if not _until(moved, deadline):
+        if not until(moved, deadline, INTERVAL, paced=True):
             problems.append(f"the gateway is not on {lab.tenants[expect].vm} {deadline:.0f} s after "
                             f"the fault (VIPs: {watch.holders})")
         else:
@@ -382,7 +383,7 @@ def run(elab, tenant: str, mode: str = "probe", family: str = "both", deadline: 
 
         # Twice the takeover's deadline: the failback waits out the health checks' rise, then
         # the whole lab (leases, routes, daemons' own states) is read, on a busy VM slowly.
-        if not _until(back, 2 * deadline):
+        if not until(back, 2 * deadline, INTERVAL, paced=True):
             problems.append("the lab is not back to its initial state after restore: " + "; ".join(left))
         else:
             mark(f"back to the initial state: the gateway on {lab.tenants[lab.master()].vm}", "host")
@@ -437,15 +438,6 @@ def _holder(watch: Watch) -> str | None:
     full = [n for n, held in watch.holders.items() if len(held) == 2]
     return full[0] if len(full) == 1 else None
 
-
-def _until(cond: Callable[[], bool], timeout: float) -> bool:
-    """Poll cond until it holds; busy half the time at most (see Watch.run)."""
-    end = time.monotonic() + timeout
-    while (began := time.monotonic()) < end:
-        if cond():
-            return True
-        time.sleep(max(INTERVAL, time.monotonic() - began))
-    return False
 
 
 def summary(report: dict) -> str:
@@ -508,13 +500,13 @@ def dhcp(elab, deadline: float = 30, progress: Callable[[str], None] = lambda m:
     asked = mark(f"{client} drops its lease and asks for a new one", client)
     client_recipe.new_lease(c_target)
     r = lab.dhcp.range
-    got = _until(lambda: (s := state.client_state(lab, client, node_of(client))).ipv4 is not None
-                 and r.first <= ipaddress.ip_address(s.ipv4) <= r.last, deadline)
+    got = until(lambda: (s := state.client_state(lab, client, node_of(client))).ipv4 is not None
+                and r.first <= ipaddress.ip_address(s.ipv4) <= r.last, deadline, INTERVAL, paced=True)
     lease_s = None
     if got:
         addr = state.client_state(lab, client, node_of(client)).ipv4
         lease_s = round(mark(f"{client} has a lease: {addr}", client) - asked, 2)
-        _until(lambda: client_recipe.lease_server(c_target) is not None, 5)
+        until(lambda: client_recipe.lease_server(c_target) is not None, 5, INTERVAL, paced=True)
         by = client_recipe.lease_server(c_target)
         mark(f"... given by {by}", client)
         if by != str(secondary.ipv4.ip):
@@ -524,7 +516,7 @@ def dhcp(elab, deadline: float = 30, progress: Callable[[str], None] = lambda m:
         problems.append(f"{client} got no lease within {deadline:.0f} s with the primary stopped")
     mark(f"start dhcpd on {primary.name}", primary.name)
     p_target.node.start(dhcpd)
-    if _until(lambda: not elab.problems(), deadline + 30):
+    if until(lambda: not elab.problems(), deadline + 30, INTERVAL, paced=True):
         mark("both DHCP servers back to failover state normal; the lab is in its initial state", "host")
     else:
         problems.append("not back to the initial state: " + "; ".join(elab.problems()))

@@ -13,11 +13,13 @@ from dataclasses import dataclass
 
 import provision
 from lab import internet, model
+from lab.host.run import sh
+from lab.host.wait import wait_until
 from lab.pool import parallel
 from lab.render import FORMS, File, render
-from lab.state import dhcp_problems, wait_until
+from lab.state import dhcp_problems
 from lab.substrate.base import Node
-from lab.substrate.netns import NetnsLab, NetnsNode, link_exists, namespaces, sh
+from lab.substrate.netns import NetnsLab, NetnsNode, link_exists, namespaces
 
 Progress = Callable[[str], None]
 

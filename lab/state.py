@@ -6,8 +6,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
@@ -155,11 +153,3 @@ def dhcp_problems(lab, node) -> list[str]:
     return [f"{name}: DHCP failover state {s}, expected normal"
             for name, s in zip(servers, states, strict=True) if s != "normal"]
 
-
-def wait_until(problems: Callable[[], list[str]], timeout: float, what: str, pause: float = 0.25) -> None:
-    """Poll until `problems()` is empty; TimeoutError naming what is still wrong."""
-    deadline = time.monotonic() + timeout
-    while last := problems():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} did not converge within {timeout:.0f} s:\n  " + "\n  ".join(last))
-        time.sleep(pause)

@@ -13,7 +13,6 @@ import contextlib
 import fcntl
 import os
 import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Iterator, Sequence
@@ -21,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
+from lab.host import process
+from lab.host.run import sh
 from lab.model import Lab
 from lab.render import FORMS
 from lab.substrate.base import CommandError, Result, Service
@@ -30,23 +31,6 @@ ETC_NETNS = Path("/etc/netns")
 # Files that tools read at a fixed path: `ip netns exec` shows /etc/netns/<ns>/<entry> over
 # /etc/<entry>, so these go there too (iproute2 must be a whole copy: it replaces the dir).
 ETC_OVERLAY = ("/etc/iproute2/", "/etc/resolv.conf")
-
-
-def sh(argv: Sequence[str], *, input: str | None = None, check: bool = True,
-       timeout: float = 60, node: str = "host") -> Result:
-    try:
-        p = subprocess.run(list(argv), input=input, capture_output=True, text=True,
-                           timeout=timeout)
-        r = Result(tuple(argv), p.returncode, p.stdout, p.stderr)
-    except subprocess.TimeoutExpired as e:
-        r = Result(tuple(argv), 124, _text(e.stdout), _text(e.stderr) + f"\ntimed out after {timeout} s")
-    if check and not r.ok:
-        raise CommandError(node, r)
-    return r
-
-
-def _text(b: bytes | str | None) -> str:
-    return b.decode(errors="replace") if isinstance(b, bytes) else (b or "")
 
 
 def namespaces() -> set[str]:
@@ -110,7 +94,7 @@ class NetnsNode:
             pid = int(self._pidfile(service).read_text())
         except (FileNotFoundError, ValueError):
             return None
-        return pid if _is_ours(pid, self.netns, service.argv[0]) else None
+        return pid if process.runs(pid, service.argv[0], self.netns) else None
 
     def running(self, service: Service) -> bool:
         return self.pid(service) is not None
@@ -138,7 +122,7 @@ class NetnsNode:
     def stop(self, service: Service) -> None:
         pid = self.pid(service)
         if pid:
-            _terminate([pid])
+            process.terminate([pid])
             self._reaped(service)
         self._pidfile(service).unlink(missing_ok=True)
 
@@ -151,9 +135,9 @@ class NetnsNode:
             pid = int(pidfile.read_text())
         except (FileNotFoundError, ValueError):
             return
-        if _is_ours(pid, self.netns, service.argv[0]):
-            _terminate([pid])
-        if not Path(f"/proc/{pid}").exists() or _zombie(pid):
+        if process.runs(pid, service.argv[0], self.netns):
+            process.terminate([pid])
+        if not process.alive(pid):
             pidfile.unlink(missing_ok=True)
 
     def _reaped(self, service: Service, timeout: float = 5) -> None:
@@ -165,7 +149,7 @@ class NetnsNode:
         except (FileNotFoundError, ValueError):
             return
         deadline = time.monotonic() + timeout
-        while _zombie_of(pid, service.argv[0]) and time.monotonic() < deadline:
+        while process.zombie(pid, service.argv[0]) and time.monotonic() < deadline:
             with contextlib.suppress(ChildProcessError):  # our own child: reap it ourselves
                 os.waitpid(pid, os.WNOHANG)
             time.sleep(0.05)
@@ -194,50 +178,14 @@ def _ensure_etc_netns() -> None:
         (STATE / "etc-netns.created").touch()
 
 
-def _netns_inode(netns: str) -> int | None:
-    try:
-        return os.stat(f"/run/netns/{netns}").st_ino
-    except FileNotFoundError:
-        return None
 
 
-def _is_ours(pid: int, netns: str, exe: str) -> bool:
-    """The pid runs `exe` inside our namespace (guards against pid reuse)."""
-    try:
-        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
-        ino = os.stat(f"/proc/{pid}/ns/net").st_ino
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return False
-    return ino == _netns_inode(netns) and os.path.basename(cmd) == os.path.basename(exe)
 
 
-def _terminate(pids: Sequence[int], timeout: float = 5) -> None:
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, sig)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not any(Path(f"/proc/{p}").exists() and not _zombie(p) for p in pids):
-                return
-            time.sleep(0.05)
 
 
-def _zombie_of(pid: int, exe: str) -> bool:
-    """pid is a dead, not yet reaped process of this program."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    comm, state = stat[stat.index("(") + 1: stat.rindex(")")], stat[stat.rindex(")") + 2:][:1]
-    return state == "Z" and os.path.basename(exe).startswith(comm)
 
 
-def _zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z")
-    except (FileNotFoundError, IndexError):
-        return True
 
 
 # -- the lab's namespaces and wires --------------------------------------------------------
@@ -391,7 +339,7 @@ class NetnsLab:
         pids = [int(p) for ns in ours
                 for p in sh(["ip", "netns", "pids", ns], check=False).out.split()]
         if pids:
-            _terminate(pids)
+            process.terminate(pids)
             removed.append(f"{len(pids)} processes")
         for ns in ours:
             sh(["ip", "netns", "del", ns])

@@ -16,9 +16,10 @@ from pathlib import Path
 import provision
 from lab import model
 from lab.embedded import Timer
+from lab.host.wait import wait_until
 from lab.pool import parallel
 from lab.render import FORMS, File, render
-from lab.state import dhcp_problems, wait_until
+from lab.state import dhcp_problems
 from lab.substrate.base import Node
 from lab.substrate.vagrant import VagrantNode, nodes_from_vagrant
 from lab.vagrant import host as hosts

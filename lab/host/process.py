@@ -1,0 +1,88 @@
+"""Processes of this machine, by pid only (never by name): is it alive, is it the program
+we think, stop it.
+
+A process vxlab starts detaches from it; PID 1 reaps it, and on this kind of machine PID 1 is
+not systemd and may be slow: a dead, unreaped process (a zombie) counts as gone everywhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import psutil
+
+
+def alive(pid: int) -> bool:
+    """Running: it exists and is not a zombie."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+
+
+def zombie(pid: int, program: str | None = None) -> bool:
+    """Dead but not yet reaped (of `program`, if given: its pid may have been reused)."""
+    try:
+        p = psutil.Process(pid)
+        return p.status() == psutil.STATUS_ZOMBIE and (program is None or _named(p, program))
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+
+
+def runs(pid: int, program: str, netns: str | None = None) -> bool:
+    """pid is a live process of `program` (its argv[0]'s base name), inside the named network
+    namespace if given (guards against pid reuse)."""
+    try:
+        p = psutil.Process(pid)
+        if p.status() == psutil.STATUS_ZOMBIE or not _named(p, program):
+            return False
+        return netns is None or os.stat(f"/proc/{pid}/ns/net").st_ino == _netns_inode(netns)
+    except (psutil.NoSuchProcess, psutil.AccessDenied, FileNotFoundError, ProcessLookupError):
+        return False
+
+
+def _named(p: psutil.Process, program: str) -> bool:
+    base = os.path.basename(program)
+    try:
+        argv0 = p.cmdline()[:1]
+    except (psutil.ZombieProcess, psutil.AccessDenied):
+        argv0 = []
+    if argv0:
+        return os.path.basename(argv0[0]) == base
+    return base.startswith(p.name())  # a zombie has no cmdline; comm is cut to 15 bytes
+
+
+def _netns_inode(netns: str) -> int | None:
+    try:
+        return os.stat(f"/run/netns/{netns}").st_ino
+    except FileNotFoundError:
+        return None
+
+
+def terminate(pids: Iterable[int], timeout: float = 5, first: int = 15) -> list[int]:
+    """Signal `first` (SIGTERM), wait up to `timeout`, then SIGKILL what is left and wait
+    again; returns the pids that were still alive after all (normally none)."""
+    procs = []
+    for pid in pids:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            procs.append(psutil.Process(pid))
+    for sig in (first, 9):
+        for p in procs:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.send_signal(sig)
+        _, procs = psutil.wait_procs(procs, timeout=timeout)
+        procs = [p for p in procs if alive(p.pid)]  # wait_procs counts zombies as alive
+        if not procs:
+            break
+    return [p.pid for p in procs]
+
+
+def pid_in(pidfile: Path) -> int | None:
+    """The pid a pid file names (first word), or None."""
+    try:
+        return int(pidfile.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None

@@ -9,11 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from lab import internet, model, state
+from lab import internet, lifecycle, model, state
 from lab.embedded import EmbeddedLab
 from lab.host.run import sh
-from lab.substrate.base import Node, Service
-from lab.substrate.netns import NetnsNode
+from lab.substrate.base import Node, Runtime, Service
+from lab.topology import Topology
 from provision import Target
 
 
@@ -25,15 +25,14 @@ SUBSTRATES = ("netns", "vagrant")
 
 
 def select(lab: model.Lab, substrate: str | None = None, driver: str | None = None,
-           need_up: bool = True):
+           need_up: bool = True) -> Runtime:
     """The lab the tasks act on: the embedded one if it is up, else this directory's Vagrant
-    VMs if they exist; `substrate` (netns or vagrant) chooses. Returns an EmbeddedLab or a
-    VagrantLab (the same surface: lab, form, node, names, problems)."""
+    VMs if they exist; `substrate` (netns or vagrant) chooses."""
     if substrate not in (None, *SUBSTRATES):
         raise UsageError(f"--substrate must be one of {', '.join(SUBSTRATES)}, not {substrate!r}")
     elab = EmbeddedLab(lab, driver) if substrate != "vagrant" else None
-    if elab is not None and (substrate == "netns" or elab.is_up()):
-        if need_up and not elab.is_up():
+    if elab is not None and (substrate == "netns" or elab.exists()):
+        if need_up and not elab.exists():
             raise UsageError(f"no lab {lab.name!r} is up: start the embedded one with `invoke up`")
         return elab
     from lab.vagrant.lab import VagrantLab
@@ -49,18 +48,12 @@ def select(lab: model.Lab, substrate: str | None = None, driver: str | None = No
     return elab
 
 
-def provision(elab, progress) -> float:
-    """Converge the selected lab; on the VMs, the host's new switch ports are sealed first."""
-    from lab.vagrant.lab import VagrantLab
-
-    if isinstance(elab, VagrantLab):
-        sealed = elab.host.seal()
-        progress(f"host: sealed {len(sealed)} port(s) of {elab.host.switch.bridge}")
-        return elab.provision(progress)
-    return elab.up(progress)
+def provision(rt: Runtime, progress, timeout: float = 120) -> float:
+    """Make or converge the selected lab; the seconds it took."""
+    return lifecycle.converge(rt, progress, timeout)
 
 
-def node_of(elab: EmbeddedLab, name: str) -> Node:
+def node_of(elab: Runtime, name: str) -> Node:
     if name not in elab.names():
         raise UsageError(f"no node {name!r}; nodes: {', '.join(elab.names())}")
     return elab.node(name)
@@ -74,27 +67,27 @@ def argv_after_dashes(argv: list[str] | None = None) -> list[str]:
     return argv[argv.index("--") + 1:]
 
 
-def exec_(elab: EmbeddedLab, name: str, command: list[str]) -> int:
+def exec_(elab: Runtime, name: str, command: list[str]) -> int:
     if not command:
         raise UsageError("say what to run: invoke exec NODE -- CMD [ARG...]")
     return subprocess.call(node_of(elab, name).interactive(command))
 
 
-def shell(elab: EmbeddedLab, name: str) -> int:
+def shell(elab: Runtime, name: str) -> int:
     env = {**os.environ, "PS1": f"[{elab.lab.name}] {name}:\\w# "}
     return subprocess.call(node_of(elab, name).interactive(["bash", "--norc", "-i"]), env=env)
 
 
-def services_of(elab: EmbeddedLab, name: str) -> list[Service]:
+def services_of(elab: Runtime, name: str) -> list[Service]:
     from provision import client, dhcp, tenant
 
     node = node_of(elab, name)
-    if name == "internet":
+    spec = Topology(elab.lab).node(name)
+    if spec.role == "internet":
         return internet.services(node)
-    if name == "dsw-host":
+    if spec.role == "switch":
         return []
-    spec = elab.lab.node(name)
-    target = Target.of(elab.lab, spec, node, elab.form)
+    target = Target.of(elab.lab, spec, node, elab.deployment)
     if spec.role == "tenant":
         return list(tenant.services(target))
     if spec.role == "dhcp":
@@ -104,7 +97,7 @@ def services_of(elab: EmbeddedLab, name: str) -> list[Service]:
     return []
 
 
-def logs(elab: EmbeddedLab, name: str, service: str | None, lines: int) -> str:
+def logs(elab: Runtime, name: str, service: str | None, lines: int) -> str:
     node = node_of(elab, name)
     svcs = services_of(elab, name)
     if service:
@@ -112,18 +105,10 @@ def logs(elab: EmbeddedLab, name: str, service: str | None, lines: int) -> str:
         if not svcs:
             raise UsageError(f"{name} has no service {service!r}; it has: "
                              f"{', '.join(s.name for s in services_of(elab, name)) or 'none'}")
-    out = []
-    for s in svcs:
-        if isinstance(node, NetnsNode):
-            text = node.log(s).read_text(errors="replace") if node.log(s).exists() else ""
-        else:
-            text = node.run(["journalctl", "-u", s.unit or s.name, "--no-pager", "-n", str(lines)],
-                            check=False).out
-        out.append(f"==> {name} {s.name} <==\n" + "\n".join(text.splitlines()[-lines:]))
-    return "\n".join(out)
+    return "\n".join(f"==> {name} {s.name} <==\n" + node.log(s, lines) for s in svcs)
 
 
-def capture(elab: EmbeddedLab, name: str, iface: str, write: str | None, count: int | None) -> int:
+def capture(elab: Runtime, name: str, iface: str, write: str | None, count: int | None) -> int:
     argv = ["tcpdump", "-n", "-i", iface, *(["-c", str(count)] if count else [])]
     node = node_of(elab, name)
     if not write:
@@ -134,7 +119,7 @@ def capture(elab: EmbeddedLab, name: str, iface: str, write: str | None, count: 
 
 # -- status -----------------------------------------------------------------------------------
 
-def status(elab: EmbeddedLab) -> dict:
+def status(elab: Runtime) -> dict:
     """Nodes, containers, daemons, VRRP state, leases: a dict (printed as table or JSON)."""
     lab = elab.lab
     holders = state.vip_holders(lab, elab.node)
@@ -144,19 +129,19 @@ def status(elab: EmbeddedLab) -> dict:
         row: dict = {"node": name, "kind": node.kind,
                      "services": {s.name: ("running" if node.running(s) else "DEAD")
                                   for s in services_of(elab, name)}}
-        spec = None if name in ("internet", "dsw-host") else lab.node(name)
-        if spec and spec.role == "tenant":
+        spec = Topology(lab).node(name)
+        if spec.role == "tenant":
             held = holders[spec.tenant]
             row["vrrp"] = "MASTER" if len(held) == 2 else ("BACKUP" if not held else "SPLIT")
             row["vips"] = held
-        if spec and spec.role == "dhcp":
+        if spec.role == "dhcp":
             row["failover"] = state.dhcp_failover_state(node)
-        if spec and spec.role == "client":
+        if spec.role == "client":
             s = state.client_state(lab, name, node)
             row |= {"ipv4": s.ipv4, "gateway4": s.gateway4, "slaac": s.slaac, "gateway6": s.gateway6}
         nodes.append(row)
     problems = elab.problems()
-    return {"lab": lab.name, "substrate": "embedded" if elab.form.substrate == "netns" else "vagrant",
+    return {"lab": lab.name, "substrate": "embedded" if elab.deployment.substrate == "netns" else "vagrant",
             "driver": elab.driver, "converged": not problems,
             "problems": problems, "nodes": nodes}
 
@@ -237,12 +222,12 @@ def _apparmor_enforced(profile: str) -> bool:
 
 # -- checks ---------------------------------------------------------------------------------------
 
-def check(elab: EmbeddedLab, group: str | None, wait: float, json_file: str | None,
+def check(elab: Runtime, group: str | None, wait: float, json_file: str | None,
           junit_file: str | None, progress=None):
     """Run the checks of one group (or all) on the running lab; returns the report."""
     from lab import checks
 
-    every = checks.build(elab.lab, elab.node, ovs=elab.form.ovs)
+    every = checks.build(elab.lab, elab.node, ovs=elab.deployment.form.ovs)
     report = checks.run(checks.select(every, group), elab.node, wait=wait,
                         progress=progress or (lambda o: None))
     if json_file:
@@ -254,12 +239,12 @@ def check(elab: EmbeddedLab, group: str | None, wait: float, json_file: str | No
 
 # -- drills ---------------------------------------------------------------------------------------
 
-def drill(elab: EmbeddedLab, tenant: str, mode: str, family: str, deadline: float | None,
+def drill(elab: Runtime, tenant: str, mode: str, family: str, deadline: float | None,
           json_file: str | None, plot_file: str | None, progress) -> dict:
     from lab import drills
 
     if deadline is None:  # VRRP's pace: slower timing (emulated VMs) gets longer
-        deadline = 20.0 * elab.lab.vrrp.advert_int
+        deadline = 20.0 * elab.deployment.timing.advert_int
     try:
         report = drills.run(elab, tenant, mode, family, deadline, progress)
     except drills.DrillError as e:
@@ -273,7 +258,7 @@ def drill(elab: EmbeddedLab, tenant: str, mode: str, family: str, deadline: floa
     return report
 
 
-def dhcp_drill(elab: EmbeddedLab, deadline: float, json_file: str | None, progress) -> dict:
+def dhcp_drill(elab: Runtime, deadline: float, json_file: str | None, progress) -> dict:
     from lab import drills
 
     try:

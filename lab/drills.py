@@ -329,7 +329,7 @@ def run(elab, tenant: str, mode: str = "probe", family: str = "both", deadline: 
     t0 = time.time()
     # Every 50 ms; slower where the substrate asks (emulated VMs: 12 probers at 20/s starve
     # the emulated router, and both tenants' health checks fail at once).
-    interval = elab.probe_interval
+    interval = elab.deployment.probe_interval
     probes = {(c, fam): pinger(node_of(c), str(res.ipv4 if fam == "4" else res.ipv6), fam, interval)
               for c in containers for fam in ("4", "6")}
     stream = tcp_stream(node_of(stream_from), str(res.ipv4), interval)
@@ -361,7 +361,7 @@ def run(elab, tenant: str, mode: str = "probe", family: str = "both", deadline: 
         else:
             took = mark(f"the gateway is on {lab.tenants[expect].vm}", lab.tenants[expect].vm) - injected
             takeover = round(took, 2)
-            limit = master_down(lab, expect)
+            limit = elab.deployment.master_down(lab, expect)
             if mode == "crash" and expect != tenant and took > limit + 1.0:  # + our polling
                 problems.append(f"{lab.tenants[expect].vm} took over after {took:.1f} s, more than "
                                 f"VRRP's master-down interval ({limit:.2f} s)")
@@ -422,16 +422,12 @@ def run(elab, tenant: str, mode: str = "probe", family: str = "both", deadline: 
         "clock": "seconds since the drill started; probes on each prober's clock, events on the "
                  "clock named in each",
         "interval": interval, "expected_gateway": lab.tenants[expect].vm,
-        "takeover_s": takeover, "master_down_s": round(master_down(lab, expect), 3),
+        "takeover_s": takeover, "master_down_s": round(elab.deployment.master_down(lab, expect), 3),
         "events": all_events, "probes": report_probes, "outages": outage_list, "tcp": tcp,
         "ok": not problems, "problems": problems,
     }
 
 
-def master_down(lab: Lab, tenant: str) -> float:
-    """VRRPv3's Master_Down_Interval for a backup of this priority (RFC 5798: 3 x advert + skew)."""
-    adv = lab.vrrp.advert_int
-    return 3 * adv + (256 - lab.tenants[tenant].vrrp_priority) / 256 * adv
 
 
 def _holder(watch: Watch) -> str | None:
@@ -480,7 +476,7 @@ def dhcp(elab, deadline: float = 30, progress: Callable[[str], None] = lambda m:
     primary, secondary = servers["primary"], servers["secondary"]
 
     def target(name: str) -> provision.Target:
-        return provision.Target.of(lab, lab.node(name), node_of(name), elab.form)
+        return provision.Target.of(lab, lab.node(name), node_of(name), elab.deployment)
 
     clients = [c for t in lab.tenants.values() for c in t.clients]
     served = {c: client_recipe.lease_server(target(c)) for c in clients}

@@ -1,202 +1,151 @@
-"""The embedded lab: the whole seed lab on this host, in network namespaces.
+"""The embedded lab: the whole seed lab on this host, in network namespaces (a `Runtime`).
 
-    up:   namespaces + wires -> the lab's Internet -> router -> tenants -> containers -> converged
-    down: every process by pid, LXD daemons, mounts, namespaces, files: nothing left behind
+    machines: namespaces + wires, resolvers, the lab's Internet; containers: LXD per tenant
+    namespace, or light ones (a namespace each); down: every process by pid, LXD daemons,
+    mounts, namespaces, files: nothing left behind
 """
 
 from __future__ import annotations
 
-import hashlib
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
+import contextlib
+from typing import TYPE_CHECKING
 
 import provision
-from lab import internet, model
+from lab import internet, lifecycle, model
+from lab.deployment import Deployment, Driver
 from lab.host.run import sh
-from lab.host.wait import wait_until
 from lab.pool import parallel
-from lab.render import FORMS, File, render
-from lab.state import dhcp_problems
-from lab.substrate.base import Node
-from lab.substrate.netns import NetnsLab, NetnsNode, link_exists, namespaces
+from lab.render import File
+from lab.state import convergence_problems
+from lab.substrate.base import Node, Progress
+from lab.substrate.netns import NetnsLab, link_exists, namespaces
+from lab.topology import INTERNET, Topology, port_name
 
-Progress = Callable[[str], None]
+if TYPE_CHECKING:
+    from lab.containers.lxd_nodes import TenantLxd
 
 
 def _quiet(_: str) -> None:
     pass
 
 
-@dataclass
-class Timer:
-    start: float
+class EmbeddedLab:
+    """One lab on this host; the deployment's driver chooses the containers: lxd or netns."""
+
+    poll = 0.25
+
+    def __init__(self, lab: model.Lab, driver: Driver | None = None):
+        self.lab = lab
+        self.net = NetnsLab(lab)
+        # The driver asked for, else the one the running lab was built with, else lab.yaml's.
+        self.deployment = Deployment.of(lab, "netns", driver or self._running_driver())
+        self.net.deployment = self.deployment
+        self.topology = Topology(lab)
+        self._lxd: dict[str, TenantLxd] = {}
 
     @property
-    def elapsed(self) -> float:
-        return time.monotonic() - self.start
-
-    def __str__(self) -> str:
-        return f"{self.elapsed:5.1f}s"
-
-
-class EmbeddedLab:
-    """One lab on this host; `driver` chooses the containers: lxd or netns (light)."""
-
-    probe_interval = 0.05  # the drills' probes (s): namespaces and containers are cheap here
-
-    def __init__(self, lab: model.Lab, driver: str | None = None):
-        running = NetnsLab(lab).state / "driver"
-        if driver is None and running.exists():  # the driver the running lab was built with
-            driver = running.read_text().strip()
-        if driver:
-            lab = lab.model_copy(update={"containers": lab.containers.model_copy(
-                update={"driver": driver})})
-        self.lab = lab
-        self.driver = lab.containers.driver
-        self.net = NetnsLab(lab)
-        self.form = FORMS["netns"]
-        self._lxd: dict[str, object] = {}
+    def driver(self) -> str:
+        return self.deployment.driver
 
     # -- nodes ------------------------------------------------------------------------------
 
-    def is_up(self) -> bool:
+    def exists(self) -> bool:
         return self.net.ns(self.lab.router.vm) in namespaces()
 
+    is_up = exists
+
+    def names(self) -> list[str]:
+        return [n.name for n in self.topology.nodes]
+
     def node(self, name: str) -> Node:
-        if name in ("internet", "dsw-host"):
-            return NetnsNode(name, self.net.ns(name), str(self.net.state / name))
-        spec = self.lab.node(name)
+        spec = self.topology.node(name)
         if spec.is_container and self.driver == "lxd":
             return self.lxd(spec.tenant).node(name)
         return self.net.node(name)
 
-    def _running_driver(self) -> str | None:
-        f = self.net.state / "driver"
-        return f.read_text().strip() if f.exists() else None
-
-    def lxd(self, tenant: str):
-        from lab.containers.lxd_nodes import TenantLxd
+    def lxd(self, tenant: str) -> TenantLxd:
+        from lab.containers.lxd_nodes import TenantLxd  # pylxd: only where LXD is used
 
         if tenant not in self._lxd:
             self._lxd[tenant] = TenantLxd(self.lab, tenant, self.net)
         return self._lxd[tenant]
 
-    def names(self) -> list[str]:
-        return ["internet", "dsw-host", *(n.name for n in self.lab.nodes())]
+    def _running_driver(self) -> Driver | None:
+        f = self.net.state / "driver"
+        return f.read_text().strip() if f.exists() else None  # type: ignore[return-value]
 
-    # -- up -------------------------------------------------------------------------------
+    # -- the lifecycle's steps ----------------------------------------------------------------
+
+    def lock(self) -> contextlib.AbstractContextManager[None]:
+        return self.net.lock()
 
     def up(self, progress: Progress = _quiet, timeout: float = 120) -> float:
         """Build, provision and wait until converged; returns the seconds it took."""
-        t = Timer(time.monotonic())
-        with self.net.lock():
-            progress(f"[{t}] namespaces and wires ({self.driver} containers)")
-            if self.is_up() and self._running_driver() not in (None, self.driver):
-                raise RuntimeError(f"lab {self.lab.name!r} runs with {self._running_driver()} "
-                                   f"containers: `invoke down` first to change the driver")
-            self.net.create(light_containers=self.driver == "netns")
-            (self.net.state / "driver").write_text(self.driver + "\n")
-            self._resolvers()
-            progress(f"[{t}] the lab's Internet")
-            internet.provision(self.node("internet"), self.lab)
-            files = render(self.lab, self.form)
+        return lifecycle.converge(self, progress, timeout)
 
-            def prov(spec: model.Node) -> None:
-                self._provision(spec, files[spec.name], progress, t)
+    def machines(self, progress: Progress) -> None:
+        progress(f"namespaces and wires ({self.driver} containers)")
+        running = self._running_driver()
+        if self.exists() and running not in (None, self.driver):
+            raise RuntimeError(f"lab {self.lab.name!r} runs with {running} containers: "
+                               "`invoke down` first to change the driver")
+        self.net.create(light_containers=self.driver == "netns")
+        (self.net.state / "driver").write_text(self.driver + "\n")
+        self._resolvers()
+        progress("the lab's Internet")
+        internet.provision(self.node(INTERNET), self.lab)
+        if self.driver == "lxd":
+            progress("LXD in " + " and ".join(t.vm for t in self.lab.tenants.values()))
 
-            # Machines are independent of each other: each step runs them side by side.
-            parallel(prov, [n for n in self.lab.nodes() if not n.is_container])
-            containers = [n for n in self.lab.nodes() if n.is_container]
+    def target(self, spec: model.Node, files: dict[str, File]) -> provision.Target:
+        return provision.Target(self.lab, spec, self.node(spec.name), files,
+                                light=self.deployment.light(spec),
+                                rewire=lambda: self.net.rewire(self.net.ns(spec.name)))
 
-            def tenant_containers(tenant: str) -> None:
-                """Make a tenant's containers, then provision its DHCP server at once."""
-                if self.driver == "lxd":
-                    self.lxd(tenant).up(progress=lambda m: progress(f"[{t}]   {m}"))
-                else:
-                    parallel(self._light_container, [n for n in containers if n.tenant == tenant])
-                prov(self.lab.node(self.lab.tenants[tenant].dhcp_server.name))
-
-            if self.driver == "lxd":
-                progress(f"[{t}] LXD in " + " and ".join(t_.vm for t_ in self.lab.tenants.values()))
-            # The DHCP failover pair first, serving, then its clients (an LXD client's ifup
-            # gives up after one try).
-            parallel(tenant_containers, list(self.lab.tenants))
-            wait_until(lambda: dhcp_problems(self.lab, self.node), timeout, "the DHCP failover pair")
-            parallel(prov, [n for n in containers if n.role != "dhcp"])
-        progress(f"[{t}] waiting for convergence")
-        self.wait(timeout, progress)
-        progress(f"[{t}] converged")
-        return t.elapsed
-
-    def _provision(self, spec: model.Node, files: dict[str, File], progress: Progress, t) -> None:
-        target = provision.Target(self.lab, spec, self.node(spec.name), files,
-                                  light=self.form.light(self.lab, spec),
-                                  rewire=lambda: self.net.rewire(self.net.ns(spec.name)))
-        actions = provision.apply(target)
-        progress(f"[{t}] {spec.name}: {', '.join(actions) if actions else 'unchanged'}")
+    def containers(self, tenant: str, progress: Progress) -> None:
+        if self.driver == "lxd":
+            self.lxd(tenant).up(progress=progress)
+        else:
+            parallel(self._light_container, self.lab.containers_of(tenant))
 
     def _resolvers(self) -> None:
         """Each namespace's /etc/resolv.conf (light clients get theirs from DHCP)."""
         res = self.lab.internet.resolver
         text = f"nameserver {res.ipv4}\nnameserver {res.ipv6}\n"
-        for name in self.names():
-            if name in ("internet", "dsw-host"):
-                continue
-            spec = self.lab.node(name)
-            node = self.net.node(name)
+        for spec in self.lab.nodes():
             if spec.is_container and self.driver == "lxd":
                 continue
-            if spec.role == "client":
-                if node.read("/etc/resolv.conf") is None:
-                    node.put("/etc/resolv.conf", "")
-            else:
+            node = self.net.node(spec.name)
+            if spec.role != "client":
                 node.put("/etc/resolv.conf", text)
+            elif node.read("/etc/resolv.conf") is None:
+                node.put("/etc/resolv.conf", "")
 
-    def _light_container(self, spec: model.Node) -> None:
-        """A namespace with eth0 on its tenant's VLAN 7 bridge."""
-        tenant_ns = self.net.ns(self.lab.tenants[spec.tenant].vm)
-        ns, nic = self.net.ns(spec.name), self.lab.containers.nic
-        port = port_name(spec.name)
-        if link_exists(ns, nic) and link_exists(tenant_ns, port):
+    def _light_container(self, name: str) -> None:
+        """A namespace with its NIC on its tenant's bridge of the shared VLAN."""
+        lk = self.topology.link_of(name)
+        tenant_ns, ns, port = self.net.ns(lk.switch), self.net.ns(name), port_name(name)
+        if link_exists(ns, lk.nic) and link_exists(tenant_ns, port):
             return
         sh(["ip", "-n", tenant_ns, "link", "del", port], check=False)
-        sh(["ip", "-n", ns, "link", "del", nic], check=False)
-        mtu = str(self.lab.shared_vlan.mtu)
+        sh(["ip", "-n", ns, "link", "del", lk.nic], check=False)
+        mtu = str(lk.mtu)
         sh(["ip", "-n", tenant_ns, "link", "add", port, "mtu", mtu, "type", "veth",
-            "peer", "name", nic, "mtu", mtu, "netns", ns])
-        sh(["ip", "-n", tenant_ns, "link", "set", port, "master", self.lab.shared_vlan.bridge, "up"])
+            "peer", "name", lk.nic, "mtu", mtu, "netns", ns])
+        sh(["ip", "-n", tenant_ns, "link", "set", port, "master", lk.port, "up"])
 
-    # -- convergence -------------------------------------------------------------------------
+    # -- convergence and down -------------------------------------------------------------------
 
     def problems(self) -> list[str]:
-        """What keeps the lab from being converged (empty: converged)."""
-        from lab.state import convergence_problems
-
         return convergence_problems(self)
-
-    def wait(self, timeout: float, progress: Progress = _quiet) -> None:
-        wait_until(self.problems, timeout, "the lab")
-
-    # -- down -------------------------------------------------------------------------------
 
     def down(self, progress: Progress = _quiet) -> list[str]:
         removed = []
         with self.net.lock():
-            from lab.containers.lxd_nodes import TenantLxd
-
             for tenant in self.lab.tenants:
-                removed += TenantLxd(self.lab, tenant, self.net).down()
+                removed += self.lxd(tenant).down()
             removed += self.net.destroy()
         for r in removed:
             progress(f"removed {r}")
         return removed
-
-
-def port_name(container: str) -> str:
-    """The tenant-side end of a light container's wire (interface names: 15 bytes at most)."""
-    name = f"p-{container}"
-    if len(name) <= 15:
-        return name
-    return f"p-{container[:8]}-{hashlib.sha1(container.encode()).hexdigest()[:4]}"
 

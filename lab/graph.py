@@ -14,6 +14,7 @@ from pathlib import Path
 import graphviz
 
 from lab import model
+from lab.topology import Topology
 
 FORMATS = ("svg", "png", "dot")
 
@@ -90,8 +91,8 @@ def _host(g: graphviz.Graph, lab: model.Lab) -> None:
     g.edge("internet/gateway", f"{sw.name}:uplink:n", label=f"VLAN {r.uplink.vlan}")
 
 
-def _router_vlans(lab: model.Lab) -> list[int]:
-    return [lab.router.uplink.vlan, *(t.vlan for t in lab.tenants.values())]
+def _router_vlans(lab: model.Lab) -> tuple[int, ...]:
+    return Topology(lab).link_of(lab.router.vm).vlans
 
 
 def _router(g: graphviz.Graph, lab: model.Lab, live: dict[str, dict]) -> None:

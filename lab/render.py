@@ -10,11 +10,15 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import jinja2
 
 from lab.debian import SOURCES_LIST
 from lab.model import Lab, Node
+
+if TYPE_CHECKING:
+    from lab.deployment import Deployment
 
 FILES = Path(__file__).resolve().parent.parent / "files"
 
@@ -47,18 +51,6 @@ class Form:
     bridge_nf_off: bool
     state_dir: str | None
 
-    def root(self, lab: Lab, node: Node) -> str:
-        if self.state_dir is None or (node.is_container and lab.containers.driver == "lxd"):
-            return ""
-        return f"{self.state_dir.format(lab=lab.name)}/{node.name}"
-
-    def light(self, lab: Lab, node: Node) -> bool:
-        """The node is a container that is only a namespace."""
-        return self.state_dir is not None and node.is_container and lab.containers.driver == "netns"
-
-    def dirs(self, lab: Lab, node: Node) -> tuple[str, ...]:
-        return ROLE_DIRS[node.role] + (("light",) if self.light(lab, node) else ())
-
 
 FORMS = {
     "vagrant": Form("vagrant", ovs=True, bridge_nf_off=False, state_dir=None),
@@ -83,10 +75,10 @@ def environment() -> jinja2.Environment:
     )
 
 
-def context(lab: Lab, node: Node, form: Form) -> dict:
-    root = form.root(lab, node)
-    ctx: dict = {"lab": lab, "node": node, "form": form, "role": node.role,
-                 "path": lambda p: root + p, "apt_sources": SOURCES_LIST}
+def context(lab: Lab, node: Node, deployment: Deployment) -> dict:
+    root = deployment.root(lab, node)
+    ctx: dict = {"lab": lab, "node": node, "form": deployment.form, "timing": deployment.timing,
+                 "role": node.role, "path": lambda p: root + p, "apt_sources": SOURCES_LIST}
     if node.tenant:
         t = lab.tenants[node.tenant]
         peer = lab.peer(node.tenant)
@@ -106,9 +98,14 @@ def templates_in(dirs: tuple[str, ...]) -> list[tuple[str, Path]]:
     return sorted(out)
 
 
-def render_node(lab: Lab, node: Node, form: Form, env: jinja2.Environment | None = None
+def dirs(deployment: Deployment, node: Node) -> tuple[str, ...]:
+    """The template folders a node gets: its role's, and light containers' own."""
+    return ROLE_DIRS[node.role] + (("light",) if deployment.light(node) else ())
+
+
+def render_node(lab: Lab, node: Node, deployment: Deployment, env: jinja2.Environment | None = None
                 ) -> dict[str, File]:
-    return render_dirs(form.dirs(lab, node), context(lab, node, form), env)
+    return render_dirs(dirs(deployment, node), context(lab, node, deployment), env)
 
 
 def render_dirs(dirs: tuple[str, ...], ctx: dict, env: jinja2.Environment | None = None
@@ -121,11 +118,15 @@ def render_dirs(dirs: tuple[str, ...], ctx: dict, env: jinja2.Environment | None
     return files
 
 
-def render(lab: Lab, form: Form | str) -> dict[str, dict[str, File]]:
-    """Every node's files, keyed by node name then by absolute path on the node."""
-    form = FORMS[form] if isinstance(form, str) else form
+def render(lab: Lab, deployment: Deployment | str) -> dict[str, dict[str, File]]:
+    """Every node's files, keyed by node name then by absolute path on the node. A substrate's
+    name stands for its deployment with the lab's own defaults."""
+    if isinstance(deployment, str):
+        from lab.deployment import Deployment
+
+        deployment = Deployment.of(lab, deployment)
     env = environment()
-    return {n.name: render_node(lab, n, form, env) for n in lab.nodes()}
+    return {n.name: render_node(lab, n, deployment, env) for n in lab.nodes()}
 
 
 def write(rendered: dict[str, dict[str, File]], out: Path) -> list[Path]:

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from lab import model
 from lab.render import File
 from lab.substrate.base import Node
+
+if TYPE_CHECKING:
+    from lab.deployment import Deployment
 
 
 @dataclass
@@ -29,12 +33,12 @@ class Target:
     actions: list[str] = field(default_factory=list)
 
     @classmethod
-    def of(cls, lab: model.Lab, spec: model.Node, node: Node, form) -> Target:
-        """The target of a node as the lab's form renders it (for tasks and drills that act
+    def of(cls, lab: model.Lab, spec: model.Node, node: Node, deployment: Deployment) -> Target:
+        """The target of a node as its deployment renders it (for tasks and drills that act
         on one node outside a whole provisioning run)."""
         from lab.render import render_node
 
-        return cls(lab, spec, node, render_node(lab, spec, form), light=form.light(lab, spec))
+        return cls(lab, spec, node, render_node(lab, spec, deployment), light=deployment.light(spec))
 
     def path(self, p: str) -> str:
         return self.node.root + p

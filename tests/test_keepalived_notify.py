@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 from lab import model, render, state
+from lab.deployment import Deployment
 
 # in keepalived's format (as it wrote to a FIFO in a scratch namespace), with the lab's names
 LINES = ['INSTANCE "VXLAN_7_IPv4" BACKUP 220', 'INSTANCE "VXLAN_7_IPv6" BACKUP 220',
@@ -22,7 +23,7 @@ def _rendered_under(root: Path) -> Path:
     """blueVM's files written under root/blueVM, with paths pointing there."""
     lab = model.load()
     form = render.Form("test", ovs=False, bridge_nf_off=True, state_dir=str(root))
-    files = render.render_node(lab, lab.node("blueVM"), form)
+    files = render.render_node(lab, lab.node("blueVM"), Deployment.of(lab, form))
     render.write({"blueVM": files}, root)
     (root / "blueVM/var/run").mkdir(parents=True)
     return root / "blueVM"

@@ -37,14 +37,6 @@ def test_default_lab_is_the_seed():
     assert lab.tenants["blue"].vrrp_priority == 220
 
 
-def test_emulated_vms_get_their_own_vrrp_timing_and_nothing_else():
-    lab = model.load()
-    slow = lab.emulated()
-    assert (slow.vrrp.advert_int, slow.vrrp.track) == (lab.vrrp.emulated.advert_int, lab.vrrp.emulated.track)
-    assert slow.vrrp.track.interval > lab.vrrp.track.interval
-    assert slow.model_copy(update={"vrrp": lab.vrrp}) == lab
-    no_override = lab.model_copy(update={"vrrp": lab.vrrp.model_copy(update={"emulated": None})})
-    assert no_override.emulated() == no_override
 
 
 def test_model_is_immutable():

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lab import model, render
+from lab.deployment import Deployment
 
 GOLDEN = Path(__file__).parent / "golden"
 ROOT = Path(__file__).resolve().parent.parent
@@ -150,13 +151,33 @@ def test_no_value_of_the_default_lab_is_hard_coded_in_templates():
             assert v not in code, f"{tpl.relative_to(render.FILES)} hard-codes {v!r}"
 
 
-def test_form_roots():
+def test_deployment_roots():
     lab = model.load()
-    netns = render.FORMS["netns"]
+    netns = Deployment.of(lab, "netns")
     assert netns.root(lab, lab.node("blueVM")) == "/run/vxlab/vxlab/blueVM"
     assert netns.root(lab, lab.node("blueC0")) == ""  # LXD container: its own file system
-    light = lab.model_copy(update={"containers": lab.containers.model_copy(update={"driver": "netns"})})
-    assert netns.root(light, light.node("blueC0")) == "/run/vxlab/vxlab/blueC0"
-    assert render.FORMS["vagrant"].root(lab, lab.node("blueVM")) == ""
-    assert dataclasses.replace(netns, state_dir="/tmp/x/{lab}").root(lab, lab.node("routerVM")) \
-        == "/tmp/x/vxlab/routerVM"
+    light = Deployment.of(lab, "netns", "netns")
+    assert light.root(lab, lab.node("blueC0")) == "/run/vxlab/vxlab/blueC0"
+    assert light.light(lab.node("blueC0")) and not light.light(lab.node("blueVM"))
+    assert Deployment.of(lab, "vagrant").root(lab, lab.node("blueVM")) == ""
+    other = dataclasses.replace(render.FORMS["netns"], state_dir="/tmp/x/{lab}")
+    assert Deployment.of(lab, other).root(lab, lab.node("routerVM")) == "/tmp/x/vxlab/routerVM"
+
+
+def test_emulated_vms_get_their_own_vrrp_timing_and_nothing_else():
+    """The model is not edited: the deployment carries the timing, and the VMs' files differ
+    from the seed's in that timing only."""
+    lab = model.load()
+    slow = Deployment.of(lab, "vagrant", emulated=True)
+    assert (slow.timing.advert_int, slow.timing.track) == (lab.vrrp.emulated.advert_int,
+                                                           lab.vrrp.emulated.track)
+    assert slow.timing.track.interval > lab.vrrp.track.interval
+    seed, emulated = render.render(lab, "vagrant"), render.render(lab, slow)
+    changed = {(n, p) for n, files in seed.items() for p in files if files[p] != emulated[n][p]}
+    assert changed == {(vm, p) for vm in ("blueVM", "greenVM") for p in (
+        "/etc/keepalived/keepalived.conf", "/usr/local/bin/keepalived_check_ipv4.sh",
+        "/usr/local/bin/keepalived_check_ipv6.sh")}
+    conf = emulated["blueVM"]["/etc/keepalived/keepalived.conf"].text
+    assert f"advert_int {lab.vrrp.emulated.advert_int}\n" in conf
+    no_override = lab.model_copy(update={"vrrp": lab.vrrp.model_copy(update={"emulated": None})})
+    assert Deployment.of(no_override, "vagrant", emulated=True).timing == Deployment.of(lab, "vagrant").timing

@@ -14,6 +14,7 @@ import pytest
 from conftest import needs_root
 
 from lab import model, render
+from lab.deployment import Deployment
 
 pytestmark = needs_root("keepalived", "dhcpd", "radvd", "iptables-restore", "ifup", "ip")
 
@@ -42,7 +43,7 @@ def tree(request, tmp_path):
     form = render.FORMS[request.param]
     if form.state_dir:  # netns: the files name their node's root; make that root tmp_path
         form = dataclasses.replace(form, state_dir=str(tmp_path))
-    render.write(render.render(lab, form), tmp_path)
+    render.write(render.render(lab, Deployment.of(lab, form)), tmp_path)
     os.chmod(tmp_path, 0o755)  # keepalived refuses scripts under a world-writable path
     return request.param, tmp_path
 

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 
 from lab import model
 from lab.containers.lxd import LxdContainer, LxdDaemon, ensure_image
-from lab.substrate.base import CommandError, Result, Service
+from lab.substrate.base import CommandError, Result, Service, journal
 from lab.substrate.netns import NetnsLab
 
 
@@ -46,6 +46,9 @@ class LxdNode:
             return self.container.get(path).decode(errors="replace")
         except Exception:  # pylxd: NotFound, or an error reply for a missing file
             return None
+
+    def log(self, service: Service, lines: int = 50) -> str:
+        return journal(self, service, lines)
 
     def interactive(self, argv: Sequence[str]) -> list[str]:
         # pylxd has no terminal: the lxc client, on this daemon's socket

@@ -1,15 +1,25 @@
 """The substrate interface: what the lab needs from the "hardware" it runs on.
 
 A substrate makes nodes, NICs and wires; a node runs commands, holds files and runs
-services. Everything above (recipes, checks, drills) is written against `Node` only, so it
-runs unchanged on network namespaces (netns) and on Vagrant VMs.
+services. Everything above (recipes, checks, drills) is written against `Node` and `Runtime`
+only, so it runs unchanged on network namespaces (netns) and on Vagrant VMs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from lab import model
+    from lab.deployment import Deployment
+    from lab.model import Lab
+    from lab.render import File
+    from provision import Target
+
+Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -74,5 +84,53 @@ class Node(Protocol):
     def running(self, service: Service) -> bool:
         """Whether the service runs."""
 
+    def log(self, service: Service, lines: int = 50) -> str:
+        """The service's last log lines."""
+
     def interactive(self, argv: Sequence[str]) -> list[str]:
         """A host command line that runs argv on the node with the caller's terminal."""
+
+
+def journal(node: Node, service: Service, lines: int = 50) -> str:
+    """A systemd node's log of a service (VMs, LXD containers)."""
+    return node.run(["journalctl", "-u", service.unit or service.name, "--no-pager", "-n", str(lines)],
+                    check=False).out
+
+
+class Runtime(Protocol):
+    """One lab deployed on one substrate: what the lifecycle, checks, drills and tasks need of
+    it. The embedded lab (lab/embedded.py) and the Vagrant lab (lab/vagrant/lab.py) implement
+    it; lab/lifecycle.py owns the order in which a lab is made, for both."""
+
+    lab: Lab
+    deployment: Deployment
+    poll: float  # seconds between two reads of a converging lab
+
+    def exists(self) -> bool:
+        """Whether anything of the lab exists on this substrate."""
+
+    def names(self) -> list[str]:
+        """The nodes one can reach: machines, containers, and the Internet where it is ours."""
+
+    def node(self, name: str) -> Node:
+        """A node by name."""
+
+    def lock(self) -> contextlib.AbstractContextManager[None]:
+        """Held while the lab is changed: one change of a lab at a time."""
+
+    def machines(self, progress: Progress) -> None:
+        """Make, or check, the machines and their wires, and what must exist before any node
+        is provisioned (the embedded lab: namespaces, veths, the lab's Internet; the Vagrant
+        lab: the VMs run, the host's new ports are sealed, root logs in)."""
+
+    def target(self, spec: model.Node, files: dict[str, File]) -> Target:
+        """A node ready to be provisioned with these files."""
+
+    def containers(self, tenant: str, progress: Progress) -> None:
+        """Make a tenant's containers, on its VM's shared VLAN (the VM is provisioned)."""
+
+    def problems(self) -> list[str]:
+        """What keeps the lab from being converged (empty: converged)."""
+
+    def down(self, progress: Progress) -> list[str]:
+        """Remove what the lab made on this substrate; what was removed."""

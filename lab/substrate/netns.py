@@ -10,21 +10,22 @@ and /usr/local/bin with the host, so every path a node uses is its own.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
+from lab.deployment import Deployment
 from lab.host import process
+from lab.host.lock import exclusive
 from lab.host.run import sh
 from lab.model import Lab
-from lab.render import FORMS
 from lab.substrate.base import CommandError, Result, Service
+from lab.topology import INTERNET, SWITCH, Topology
 
 STATE = Path("/run/vxlab")
 ETC_NETNS = Path("/etc/netns")
@@ -85,9 +86,13 @@ class NetnsNode:
     def _pidfile(self, service: Service) -> Path:
         return self.local(f"/run/vxlab/{service.name}.pid")
 
-    def log(self, service: Service | str) -> Path:
-        name = service if isinstance(service, str) else service.name
-        return self.local(f"/var/log/{name}.log")
+    def log_file(self, service: Service) -> Path:
+        return self.local(f"/var/log/{service.name}.log")
+
+    def log(self, service: Service, lines: int = 50) -> str:
+        f = self.log_file(service)
+        text = f.read_text(errors="replace") if f.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
 
     def pid(self, service: Service) -> int | None:
         try:
@@ -107,7 +112,7 @@ class NetnsNode:
         self._reaped(service)
         for f in service.pidfiles:
             self._leftover(Path(f), service)
-        log = self.log(service)
+        log = self.log_file(service)
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "ab") as out:
             # `ip netns exec` execs the daemon in place: the pid we get is the daemon's own.
@@ -192,31 +197,33 @@ def _ensure_etc_netns() -> None:
 
 @dataclass(frozen=True)
 class Wire:
-    """A veth pair: (namespace, interface name) at each end."""
+    """A veth pair: (namespace, interface name) at each end, on one VLAN of dsw-host."""
 
     a: tuple[str, str]
     b: tuple[str, str]
     mtu: int
+    vlan: int
 
 
 class NetnsLab:
     """Makes and removes the namespaces and wires of one lab; hands out its nodes."""
 
-    def __init__(self, lab: Lab):
+    def __init__(self, lab: Lab, deployment: Deployment | None = None):
         self.lab = lab
-        self.form = FORMS["netns"]
+        self.deployment = deployment or Deployment.of(lab, "netns")
+        self.topology = Topology(lab)
         self.state = STATE / lab.name
-        self.switch = self.ns("dsw-host")
-        self.internet = self.ns("internet")
+        self.switch = self.ns(SWITCH)
+        self.internet = self.ns(INTERNET)
 
     def ns(self, node: str) -> str:
         return f"{self.lab.name}-{node}"
 
     def node(self, name: str) -> NetnsNode:
-        if name == "internet":
-            return NetnsNode("internet", self.internet, str(self.state / "internet"))
+        if name in (INTERNET, SWITCH):
+            return NetnsNode(name, self.ns(name), str(self.state / name))
         n = self.lab.node(name)
-        return NetnsNode(name, self.ns(name), self.form.root(self.lab, n))
+        return NetnsNode(name, self.ns(name), self.deployment.root(self.lab, n))
 
     def vm_namespaces(self) -> list[str]:
         return [self.switch, self.internet] + [self.ns(n.name) for n in self.lab.nodes()
@@ -226,38 +233,27 @@ class NetnsLab:
         return [self.ns(n.name) for n in self.lab.nodes() if n.is_container]
 
     def wires(self) -> list[Wire]:
-        """The seed's cabling: every machine to dsw-host, one bridge per VLAN there."""
-        lab, mtu = self.lab, self.lab.shared_vlan.vxlan.underlay_mtu
-        r = lab.router
-        out = [Wire((self.internet, "eth0"), (self.switch, f"vlan{r.uplink.vlan}"), mtu)]
-        for vlan in [r.uplink.vlan] + [t.vlan for t in lab.tenants.values()]:
-            out.append(Wire((self.ns(r.vm), r.subif(vlan)), (self.switch, f"tap20.{vlan}"), mtu))
-        for t in lab.tenants.values():
-            out.append(Wire((self.ns(t.vm), t.nic), (self.switch, f"tap{t.vlan}"), mtu))
+        """dsw-host's links as veths: no 802.1q here, so a trunk is one veth per VLAN, its
+        machine end the subinterface's name (`enp0s6.220`), and each VLAN a bridge."""
+        out = []
+        for lk in self.topology.switch_links:
+            for vlan in lk.vlans:
+                nic, port = (f"{lk.nic}.{vlan}", f"{lk.port}.{vlan}") if lk.trunk else (lk.nic, lk.port)
+                out.append(Wire((self.ns(lk.node), nic), (self.switch, port), lk.mtu, vlan))
         return out
 
     def bridges(self) -> dict[str, list[str]]:
         """dsw-host: VLAN bridge -> its ports."""
         out: dict[str, list[str]] = {}
         for w in self.wires():
-            port = w.b[1]
-            vlan = port.rsplit(".", 1)[-1].removeprefix("tap").removeprefix("vlan")
-            out.setdefault(f"br{vlan}", []).append(port)
+            out.setdefault(f"br{w.vlan}", []).append(w.b[1])
         return out
 
     # -- build and remove ---------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def lock(self) -> Iterator[None]:
+    def lock(self) -> contextlib.AbstractContextManager[None]:
         """One `up` or `down` of a lab at a time."""
-        STATE.mkdir(parents=True, exist_ok=True)
-        with open(STATE / f"{self.lab.name}.lock", "w") as f:
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise RuntimeError(f"another `up` or `down` of lab {self.lab.name!r} is running "
-                                   f"(lock {STATE / (self.lab.name + '.lock')})") from None
-            yield
+        return exclusive(STATE / f"{self.lab.name}.lock", f"`up` or `down` of lab {self.lab.name!r}")
 
     def create(self, light_containers: bool) -> None:
         """Make whatever is missing: namespaces, sysctls, wires, dsw-host's bridges."""
@@ -283,26 +279,22 @@ class NetnsLab:
             for port in ports:
                 sh(["ip", "-n", self.switch, "link", "set", port, "master", br, "up"])
             sh(["ip", "-n", self.switch, "link", "set", br, "up"])
-        # ifupdown brings the router's dotted subinterfaces up after their parent: give it one
-        # (an empty bridge: there is no dummy or 802.1q here).
-        for name in ["internet", *(n.name for n in self.lab.nodes())]:
+        for name in [INTERNET, *(n.name for n in self.lab.nodes())]:
             node = self.node(name)
             if node.root:
                 _debian_root(Path(node.root))
-        r = self.lab.router
-        if not link_exists(self.ns(r.vm), r.nic):
-            sh(["ip", "-n", self.ns(r.vm), "link", "add", r.nic, "type", "bridge"])
+        # ifupdown brings a trunk's dotted subinterfaces up after their parent: give it one
+        # (an empty bridge: there is no dummy or 802.1q here).
+        for lk in self.topology.switch_links:
+            if lk.trunk and not link_exists(self.ns(lk.node), lk.nic):
+                sh(["ip", "-n", self.ns(lk.node), "link", "add", lk.nic, "type", "bridge"])
 
     def rewire(self, ns: str) -> None:
         """Remake the wires of one namespace that ifdown deleted (its dotted VLAN names)."""
         for w in self.wires():
             if ns in (w.a[0], w.b[0]):
                 self._wire(w)
-                sh(["ip", "-n", self.switch, "link", "set", w.b[1], "master",
-                    self._bridge_of(w.b[1]), "up"])
-
-    def _bridge_of(self, port: str) -> str:
-        return next(br for br, ports in self.bridges().items() if port in ports)
+                sh(["ip", "-n", self.switch, "link", "set", w.b[1], "master", f"br{w.vlan}", "up"])
 
     def _wire(self, w: Wire) -> None:
         """Create a veth pair unless both ends exist; ifdown deletes dotted names, so an

@@ -23,7 +23,7 @@ from fabric import Config, Connection
 from invoke.exceptions import CommandTimedOut
 from paramiko.ssh_exception import SSHException
 
-from lab.substrate.base import CommandError, Result, Service
+from lab.substrate.base import CommandError, Result, Service, journal
 
 # Exit codes of the small remote scripts below (sh has no exceptions).
 _ABSENT = 3
@@ -212,6 +212,9 @@ class VagrantNode:
 
     def running(self, service: Service) -> bool:
         return self.run(["systemctl", "is-active", "--quiet", self._unit(service)], check=False).ok
+
+    def log(self, service: Service, lines: int = 50) -> str:
+        return journal(self, service, lines)
 
     def interactive(self, argv: Sequence[str]) -> list[str]:
         # ssh joins its arguments into one remote shell line: quote each one.

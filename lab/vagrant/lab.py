@@ -1,5 +1,5 @@
 """The Vagrant lab: the seed's three VMs (Vagrant + libvirt), their LXD containers, and the
-host's simulated upstream, with the surface checks, drills and tasks use (as EmbeddedLab).
+host's simulated upstream: a `Runtime`, made by lab/lifecycle.py as the embedded lab is.
 
     provision: VMs side by side (router; each tenant: its VM, then its LXD and containers,
                then its DHCP server) -> the DHCP failover pair normal -> clients -> converged
@@ -7,34 +7,30 @@ host's simulated upstream, with the surface checks, drills and tasks use (as Emb
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import provision
 from lab import model
-from lab.embedded import Timer
-from lab.host.wait import wait_until
+from lab.deployment import Deployment
+from lab.host.lock import exclusive
 from lab.pool import parallel
-from lab.render import FORMS, File, render
-from lab.state import dhcp_problems
-from lab.substrate.base import Node
+from lab.render import File
+from lab.state import convergence_problems
+from lab.substrate.base import Node, Progress
 from lab.substrate.vagrant import VagrantNode, nodes_from_vagrant
+from lab.topology import INTERNET
 from lab.vagrant import host as hosts
 from lab.vagrant import spec as specs
 from lab.vagrant.lxd import ClientCert, TenantVmLxd
 
-Progress = Callable[[str], None]
 # The VMs' own daemons the recipes rely on (the seed's OVS stanzas need ovs-vswitchd). Under
 # emulation on a busy host they may have missed their start timeout at boot: started here.
 VM_UNITS = ("openvswitch-switch.service",)
 ROOT = Path(__file__).resolve().parent.parent.parent  # the Vagrantfile's directory
-
-
-def _quiet(_: str) -> None:
-    pass
 
 
 class VagrantVms:
@@ -82,21 +78,24 @@ class VagrantVms:
 
 
 class VagrantLab:
-    """The lab on Vagrant VMs; the containers are LXD's in the tenant VMs (pylxd over HTTPS)."""
+    """The lab on Vagrant VMs (a `Runtime`); the containers are LXD's in the tenant VMs (pylxd
+    over HTTPS)."""
 
-    driver = "lxd"
+    poll = 1.0  # a read of the lab costs seconds of the VMs' CPU
 
-    def __init__(self, lab: model.Lab, root: Path = ROOT, driver: str | None = None) -> None:
-        self.driver = driver or specs.spec(lab).driver  # the Vagrantfile's answer: kvm or qemu
-        lab = lab.model_copy(update={"containers": lab.containers.model_copy(update={"driver": "lxd"})})
+    def __init__(self, lab: model.Lab, root: Path = ROOT, libvirt_driver: str | None = None) -> None:
+        self.libvirt_driver = libvirt_driver or specs.spec(lab).driver  # the Vagrantfile's: kvm or qemu
+        self.lab = lab
         # Under TCG the seed's 1 s VRRP checks starve: the lab's timing for emulated VMs.
-        self.lab = lab.emulated() if self.driver == "qemu" else lab
-        self.probe_interval = 0.2 if self.driver == "qemu" else 0.05  # the drills' probes (s)
-        self.form = FORMS["vagrant"]
-        self.vms = VagrantVms(self.lab, root)
-        self.host = hosts.Host(self.lab)
-        self.cert = ClientCert(hosts.KEEP / self.lab.name)  # goes with `invoke host.down`
+        self.deployment = Deployment.of(lab, "vagrant", "lxd", emulated=self.libvirt_driver == "qemu")
+        self.vms = VagrantVms(lab, root)
+        self.host = hosts.Host(lab)
+        self.cert = ClientCert(hosts.KEEP / lab.name)  # goes with `invoke host.down`
         self._lxd: dict[str, TenantVmLxd] = {}
+
+    @property
+    def driver(self) -> str:
+        return self.deployment.driver
 
     # -- nodes ------------------------------------------------------------------------------
 
@@ -109,11 +108,11 @@ class VagrantLab:
 
     def names(self) -> list[str]:
         # the lab's Internet is a node with the simulated upstream only (`nat`: the real one)
-        internet = [] if self.host.upstream() == "nat" else ["internet"]
+        internet = [] if self.host.upstream() == "nat" else [INTERNET]
         return [*internet, *(n.name for n in self.lab.nodes())]
 
     def node(self, name: str) -> Node:
-        if name == "internet":  # the simulated upstream, a namespace of this host
+        if name == INTERNET:  # the simulated upstream, a namespace of this host
             return self.host.internet_node()
         spec = self.lab.node(name)
         if spec.is_container:
@@ -126,55 +125,37 @@ class VagrantLab:
             self._lxd[tenant] = TenantVmLxd(self.lab, tenant, vm, self.cert.ensure())
         return self._lxd[tenant]
 
-    # -- provision --------------------------------------------------------------------------
+    # -- the lifecycle's steps ----------------------------------------------------------------
 
-    def provision(self, progress: Progress = _quiet, timeout: float = 300) -> float:
-        """Converge the VMs and containers to the lab description; returns the seconds it took."""
-        t = Timer(time.monotonic())
+    def lock(self) -> contextlib.AbstractContextManager[None]:
+        return exclusive(hosts.RUN / self.lab.name / "provision.lock",
+                         f"provisioning of lab {self.lab.name!r}")
+
+    def machines(self, progress: Progress) -> None:
         if not self.is_up():
             raise RuntimeError(f"the VMs are not all running ({self.vms.states()}): `vagrant up` first")
-        files = render(self.lab, self.form)
+        sealed = self.host.seal()  # the VMs' new ports on the host switch
+        progress(f"host: sealed {len(sealed)} port(s) of {self.host.switch.bridge}")
 
         def as_root(vm: VagrantNode) -> None:
             vm.authorize_root()
             if not vm.login_as_root():
                 raise RuntimeError(f"{vm.name}: root login refused after authorizing the key")
 
-        parallel(as_root, self.vms.nodes().values())  # once, before the threads
+        parallel(as_root, self.vms.nodes().values())
+        progress(f"{', '.join(self.vms.names)} (and each tenant's LXD)")
 
-        def prov(name: str) -> None:
-            self._provision(self.lab.node(name), files[name], progress, t)
-
-        def tenant(name: str) -> None:
-            tn = self.lab.tenants[name]
-            prov(tn.vm)  # sw-vlan7 exists before LXD's profile uses it
-            self.lxd(name).up(lambda m: progress(f"[{t}]   {m}"))
-            prov(tn.dhcp_server.name)
-
-        progress(f"[{t}] {', '.join(self.vms.names)} (and each tenant's LXD)")
-        parallel(lambda job: job(), [lambda: prov(self.lab.router.vm),
-                                     *(lambda n=n: tenant(n) for n in self.lab.tenants)])
-        wait_until(lambda: dhcp_problems(self.lab, self.node), timeout, "the DHCP failover pair", pause=1)
-        parallel(prov, [n.name for n in self.lab.nodes() if n.role == "client"])
-        progress(f"[{t}] waiting for convergence")
-        wait_until(self.problems, timeout, "the lab", pause=1)
-        progress(f"[{t}] converged")
-        return t.elapsed
-
-    def _provision(self, spec: model.Node, files: dict[str, File], progress: Progress, t: Timer) -> None:
+    def target(self, spec: model.Node, files: dict[str, File]) -> provision.Target:
         node = self.node(spec.name)
         if not spec.is_container:
             node.run(["systemctl", "start", *VM_UNITS], timeout=300)
-        target = provision.Target(self.lab, spec, node, files)
-        actions = provision.apply(target)
-        progress(f"[{t}] {spec.name}: {', '.join(actions) if actions else 'unchanged'}")
+        return provision.Target(self.lab, spec, node, files)
 
-    # -- convergence -------------------------------------------------------------------------
+    def containers(self, tenant: str, progress: Progress) -> None:
+        self.lxd(tenant).up(progress)
 
     def problems(self) -> list[str]:
-        from lab.state import convergence_problems
-
         return convergence_problems(self)
 
-    def wait(self, timeout: float, progress: Progress = _quiet) -> None:
-        wait_until(self.problems, timeout, "the lab", pause=1)
+    def down(self, progress: Progress) -> list[str]:
+        raise RuntimeError("the VMs go with `vagrant destroy -f`, then `invoke host.down`")

@@ -15,6 +15,7 @@ from ipaddress import IPv4Interface, IPv4Network
 from pathlib import Path
 
 from lab import model
+from lab.topology import Link, Topology
 from lab.vagrant import box as boxes
 from lab.vagrant import kvm
 
@@ -82,12 +83,15 @@ def mac(lab: model.Lab, index: int) -> str:
     return f"{lab.switch.mac_prefix}:{index >> 8:02x}:{index & 0xff:02x}"
 
 
+def portgroup(link: Link) -> str:
+    """The libvirt portgroup of a VM's link: the trunk, or its one VLAN's."""
+    return "trunk" if link.trunk else f"vlan{link.vlans[0]}"
+
+
 def switch_network(lab: model.Lab) -> Network:
-    r = lab.router
-    groups = {"trunk": (r.uplink.vlan, *(t.vlan for t in lab.tenants.values()))}
-    groups |= {f"vlan{t.vlan}": (t.vlan,) for t in lab.tenants.values()}
+    links = Topology(lab).vm_links()
     return Network(f"{lab.name}-{lab.switch.name}", lab.switch.name,
-                   lab.shared_vlan.vxlan.underlay_mtu, groups)
+                   lab.shared_vlan.vxlan.underlay_mtu, {portgroup(lk): lk.vlans for lk in links})
 
 
 def management(lab: model.Lab) -> Management:
@@ -104,13 +108,11 @@ def mgmt_host_address(lab: model.Lab) -> IPv4Interface:
 
 def vms(lab: model.Lab, run_dir: Path = RUN_DIR) -> tuple[Vm, ...]:
     net = switch_network(lab)
-    mtu = net.mtu
-    r = lab.router
-    wanted = [(r.vm, r.nic, "trunk", r.resources)]
-    wanted += [(t.vm, t.nic, f"vlan{t.vlan}", t.resources) for t in lab.tenants.values()]
+    resources = {lab.router.vm: lab.router.resources, **{t.vm: t.resources for t in lab.tenants.values()}}
     out = []
-    for i, (name, nic, group, res) in enumerate(wanted, start=1):
-        n = Nic(nic, mac(lab, i), net.name, group, net.portgroups[group], mtu)
+    for i, lk in enumerate(Topology(lab).vm_links(), start=1):
+        name, res = lk.node, resources[lk.node]
+        n = Nic(lk.nic, mac(lab, i), net.name, portgroup(lk), lk.vlans, lk.mtu)
         # systemd.hostname: Vagrant's hostname capability costs ~20 s per VM under TCG.
         # vxlab.ifname: the box names the NIC by MAC (lab/vagrant/box.py).
         cmdline = (f"root=/dev/vda rw console=ttyS0 net.ifnames=0 quiet systemd.hostname={name} "

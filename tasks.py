@@ -7,7 +7,7 @@ from pathlib import Path
 
 from invoke import Collection, Exit, task
 
-from lab import commands, model
+from lab import commands, model, ui
 from lab.commands import UsageError
 from lab.render import FORMS, render, write
 
@@ -64,7 +64,7 @@ def up(c, lab=None, driver=None, timeout=120):
     if driver not in (None, "lxd", "netns"):
         raise Exit("--driver must be lxd or netns", code=2)
     elab = _lab(lab, "netns", driver, need_up=False)
-    took = _guard(elab.up, _say, float(timeout))
+    took = _guard(commands.provision, elab, ui.for_terminal(), float(timeout))
     print(f"lab {elab.lab.name} is up and converged in {took:.1f} s "
           f"({elab.driver} containers); try `invoke status`")
 
@@ -81,14 +81,20 @@ def down(c, lab=None):
 def status(c, lab=None, json=False, substrate=None):
     """Nodes, containers, daemons, VRRP state, DHCP failover state, leases."""
     st = _guard(commands.status, _lab(lab, substrate))
-    print(commands.status_json(st) if json else commands.status_table(st))
+    if json:
+        print(commands.status_json(st))
+        return
+    title, header, rows, problems = commands.status_rows(st)
+    ui.table(header, rows, title)
+    for p in problems:
+        print(f"  problem: {p}")
 
 
 @task(name="provision", help={"lab": LAB, "substrate": SUBSTRATE})
 def provision_(c, lab=None, substrate=None):
     """Converge the running lab to the lab description (re-apply what changed only).
     On the Vagrant VMs (after `vagrant up`): the whole provisioning, host ports sealed first."""
-    took = _guard(commands.provision, _lab(lab, substrate), _say)
+    took = _guard(commands.provision, _lab(lab, substrate), ui.for_terminal())
     print(f"converged in {took:.1f} s")
 
 

@@ -9,12 +9,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from lab import internet, lifecycle, model, state
+from lab import lifecycle, model, roles
 from lab.embedded import EmbeddedLab
+from lab.facts import read
 from lab.host.run import sh
+from lab.roles import Target, client, dhcp, internet, tenant
 from lab.substrate.base import Node, Runtime, Service
 from lab.topology import Topology
-from provision import Target
+from lab.ui import Reporter
 
 
 class UsageError(Exception):
@@ -48,9 +50,9 @@ def select(lab: model.Lab, substrate: str | None = None, driver: str | None = No
     return elab
 
 
-def provision(rt: Runtime, progress, timeout: float = 120) -> float:
+def provision(rt: Runtime, report: Reporter, timeout: float | None = None) -> float:
     """Make or converge the selected lab; the seconds it took."""
-    return lifecycle.converge(rt, progress, timeout)
+    return lifecycle.converge(rt, report, timeout)
 
 
 def node_of(elab: Runtime, name: str) -> Node:
@@ -79,22 +81,11 @@ def shell(elab: Runtime, name: str) -> int:
 
 
 def services_of(elab: Runtime, name: str) -> list[Service]:
-    from provision import client, dhcp, tenant
-
     node = node_of(elab, name)
     spec = Topology(elab.lab).node(name)
     if spec.role == "internet":
-        return internet.services(node)
-    if spec.role == "switch":
-        return []
-    target = Target.of(elab.lab, spec, node, elab.deployment)
-    if spec.role == "tenant":
-        return list(tenant.services(target))
-    if spec.role == "dhcp":
-        return [dhcp.dhcpd(target)]
-    if spec.role == "client" and target.light:
-        return [client.dhclient(target)]
-    return []
+        return roles.services(internet.target(elab.lab, node))
+    return roles.services(Target.of(elab.lab, spec, node, elab.deployment))
 
 
 def logs(elab: Runtime, name: str, service: str | None, lines: int) -> str:
@@ -122,7 +113,7 @@ def capture(elab: Runtime, name: str, iface: str, write: str | None, count: int 
 def status(elab: Runtime) -> dict:
     """Nodes, containers, daemons, VRRP state, leases: a dict (printed as table or JSON)."""
     lab = elab.lab
-    holders = state.vip_holders(lab, elab.node)
+    holders = tenant.holders(lab, elab.node)
     nodes = []
     for name in elab.names():
         node = elab.node(name)
@@ -135,9 +126,9 @@ def status(elab: Runtime) -> dict:
             row["vrrp"] = "MASTER" if len(held) == 2 else ("BACKUP" if not held else "SPLIT")
             row["vips"] = held
         if spec.role == "dhcp":
-            row["failover"] = state.dhcp_failover_state(node)
+            row["failover"] = read(elab.node, [dhcp.failover(node)])[0]
         if spec.role == "client":
-            s = state.client_state(lab, name, node)
+            s = client.addressing(lab, node)
             row |= {"ipv4": s.ipv4, "gateway4": s.gateway4, "slaac": s.slaac, "gateway6": s.gateway6}
         nodes.append(row)
     problems = elab.problems()
@@ -146,10 +137,11 @@ def status(elab: Runtime) -> dict:
             "problems": problems, "nodes": nodes}
 
 
-def status_table(st: dict) -> str:
-    lines = [f"lab {st['lab']} ({st.get('substrate', 'embedded')}, {st['driver']} containers): "
-             + ("converged" if st["converged"] else "NOT converged")]
-    rows = [("NODE", "KIND", "SERVICES", "STATE")]
+def status_rows(st: dict) -> tuple[str, list[str], list[tuple[str, ...]], list[str]]:
+    """The status for people: a title, the table's header and rows, the problems."""
+    title = (f"lab {st['lab']} ({st.get('substrate', 'embedded')}, {st['driver']} containers): "
+             + ("converged" if st["converged"] else "NOT converged"))
+    rows = []
     for n in st["nodes"]:
         services = " ".join(f"{k}:{v}" for k, v in n["services"].items()) or "-"
         if "vrrp" in n:
@@ -161,11 +153,7 @@ def status_table(st: dict) -> str:
         else:
             what = ""
         rows.append((n["node"], n["kind"], services, what))
-    widths = [max(len(r[i]) for r in rows) for i in range(3)]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, [*widths, 0], strict=False)).rstrip()
-              for r in rows]
-    lines += [f"  problem: {p}" for p in st["problems"]]
-    return "\n".join(lines)
+    return title, ["NODE", "KIND", "SERVICES", "STATE"], rows, st["problems"]
 
 
 def status_json(st: dict) -> str:

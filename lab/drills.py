@@ -17,11 +17,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import provision
-from lab import state
 from lab.host.wait import until
 from lab.model import Lab
 from lab.pool import parallel, pmap
+from lab.roles import Target
+from lab.roles import tenant as tenant_role
 from lab.substrate.base import Node, Service
 
 INTERVAL = 0.05      # probe interval (s); a substrate may ask for more (`probe_interval`)
@@ -60,10 +60,7 @@ def make_fault(lab: Lab, node_of: Callable[[str], Node], tenant: str, mode: str,
                      lambda: _uplink_rules(lab, node, tenant, fams, add=True),
                      lambda: _uplink_rules(lab, node, tenant, fams, add=False))
     if mode == "crash":
-        target = provision.Target(lab, lab.node(t.vm), node, {})
-        from provision.tenant import services
-
-        keepalived = services(target)[1]
+        keepalived = tenant_role.services(Target(lab, lab.node(t.vm), node, {}))[1]
         return Fault(f"keepalived on {t.vm} is killed (SIGKILL)",
                      lambda: _kill_keepalived(node),
                      lambda: node.start(keepalived))
@@ -96,7 +93,7 @@ def _uplink_rules(lab: Lab, node: Node, tenant: str, fams: tuple[str, ...], add:
 
 
 def _kill_keepalived(node: Node) -> None:
-    pids = [p for f in ("/run/keepalived_vrrp.pid", "/run/keepalived.pid")
+    pids = [p for f in ("/run/keepalived_vrrp.pid", tenant_role.DAEMONS["keepalived"])
             if (p := (node.read(f) or "").strip())]
     if not pids:
         raise DrillError(f"{node.name}: keepalived is not running")
@@ -262,7 +259,7 @@ class Watch(threading.Thread):
         names = {t.fwmark: n for n, t in self.lab.tenants.items()}
         while not self.stopping.is_set():
             began = time.monotonic()
-            now = state.vip_holders(self.lab, self.node_of)
+            now = tenant_role.holders(self.lab, self.node_of)
             for name, held in now.items():
                 vm = self.lab.tenants[name].vm
                 was = self.holders.get(name)
@@ -293,12 +290,10 @@ def transitions(lab: Lab, node_of: Callable[[str], Node], t0: float) -> list[dic
     """VRRP transitions since t0 as each tenant's notify script recorded them (its clock)."""
     out = []
     for t in lab.tenants.values():
-        text = node_of(t.vm).read("/var/run/keepalived_transitions") or ""
-        for line in text.splitlines():
-            ts, *words = line.split()
-            if float(ts) >= t0:
-                out.append({"t": round(float(ts) - t0, 3), "what": f"{t.vm} enters {words[2]}",
-                            "node": t.vm, "clock": t.vm})
+        text = node_of(t.vm).read(tenant_role.TRANSITIONS) or ""
+        for ts, state in tenant_role.transitions(text, t0):
+            out.append({"t": round(ts - t0, 3), "what": f"{t.vm} enters {state}", "node": t.vm,
+                        "clock": t.vm})
     return out
 
 
@@ -465,8 +460,8 @@ def summary(report: dict) -> str:
 def dhcp(elab, deadline: float = 30, progress: Callable[[str], None] = lambda m: None) -> dict:
     """Stop the primary DHCP server; a client the primary served gets a new lease from the
     secondary (timed); start the primary again; both back to failover state normal."""
-    from provision import client as client_recipe
-    from provision import dhcp as dhcp_recipe
+    from lab.roles import client as client_recipe
+    from lab.roles import dhcp as dhcp_recipe
 
     lab, node_of = elab.lab, elab.node
     initial = elab.problems()
@@ -475,8 +470,8 @@ def dhcp(elab, deadline: float = 30, progress: Callable[[str], None] = lambda m:
     servers = lab.dhcp_servers()
     primary, secondary = servers["primary"], servers["secondary"]
 
-    def target(name: str) -> provision.Target:
-        return provision.Target.of(lab, lab.node(name), node_of(name), elab.deployment)
+    def target(name: str) -> Target:
+        return Target.of(lab, lab.node(name), node_of(name), elab.deployment)
 
     clients = [c for t in lab.tenants.values() for c in t.clients]
     served = {c: client_recipe.lease_server(target(c)) for c in clients}
@@ -496,11 +491,11 @@ def dhcp(elab, deadline: float = 30, progress: Callable[[str], None] = lambda m:
     asked = mark(f"{client} drops its lease and asks for a new one", client)
     client_recipe.new_lease(c_target)
     r = lab.dhcp.range
-    got = until(lambda: (s := state.client_state(lab, client, node_of(client))).ipv4 is not None
+    got = until(lambda: (s := client_recipe.addressing(lab, node_of(client))).ipv4 is not None
                 and r.first <= ipaddress.ip_address(s.ipv4) <= r.last, deadline, INTERVAL, paced=True)
     lease_s = None
     if got:
-        addr = state.client_state(lab, client, node_of(client)).ipv4
+        addr = client_recipe.addressing(lab, node_of(client)).ipv4
         lease_s = round(mark(f"{client} has a lease: {addr}", client) - asked, 2)
         until(lambda: client_recipe.lease_server(c_target) is not None, 5, INTERVAL, paced=True)
         by = client_recipe.lease_server(c_target)

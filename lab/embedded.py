@@ -10,16 +10,16 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING
 
-import provision
-from lab import internet, lifecycle, model
+from lab import checks, lifecycle, model
 from lab.deployment import Deployment, Driver
 from lab.host.run import sh
 from lab.pool import parallel
 from lab.render import File
-from lab.state import convergence_problems
+from lab.roles import Target, internet
 from lab.substrate.base import Node, Progress
 from lab.substrate.netns import NetnsLab, link_exists, namespaces
 from lab.topology import INTERNET, Topology, port_name
+from lab.ui import Reporter
 
 if TYPE_CHECKING:
     from lab.containers.lxd_nodes import TenantLxd
@@ -33,6 +33,7 @@ class EmbeddedLab:
     """One lab on this host; the deployment's driver chooses the containers: lxd or netns."""
 
     poll = 0.25
+    timeout = 120.0
 
     def __init__(self, lab: model.Lab, driver: Driver | None = None):
         self.lab = lab
@@ -79,9 +80,9 @@ class EmbeddedLab:
     def lock(self) -> contextlib.AbstractContextManager[None]:
         return self.net.lock()
 
-    def up(self, progress: Progress = _quiet, timeout: float = 120) -> float:
+    def up(self, report: Reporter | None = None, timeout: float | None = None) -> float:
         """Build, provision and wait until converged; returns the seconds it took."""
-        return lifecycle.converge(self, progress, timeout)
+        return lifecycle.converge(self, report, timeout)
 
     def machines(self, progress: Progress) -> None:
         progress(f"namespaces and wires ({self.driver} containers)")
@@ -97,8 +98,8 @@ class EmbeddedLab:
         if self.driver == "lxd":
             progress("LXD in " + " and ".join(t.vm for t in self.lab.tenants.values()))
 
-    def target(self, spec: model.Node, files: dict[str, File]) -> provision.Target:
-        return provision.Target(self.lab, spec, self.node(spec.name), files,
+    def target(self, spec: model.Node, files: dict[str, File]) -> Target:
+        return Target(self.lab, spec, self.node(spec.name), files,
                                 light=self.deployment.light(spec),
                                 rewire=lambda: self.net.rewire(self.net.ns(spec.name)))
 
@@ -137,7 +138,7 @@ class EmbeddedLab:
     # -- convergence and down -------------------------------------------------------------------
 
     def problems(self) -> list[str]:
-        return convergence_problems(self)
+        return checks.problems(checks.converged(self.lab, self.node), self.node)
 
     def down(self, progress: Progress = _quiet) -> list[str]:
         removed = []

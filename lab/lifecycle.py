@@ -9,15 +9,13 @@ Run again on a running lab it converges it: what changed is re-applied, what die
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
-import provision
-from lab import model
+from lab import checks, model, roles
 from lab.host.wait import wait_until
 from lab.pool import parallel
-from lab.render import File, render
-from lab.state import dhcp_problems
-from lab.substrate.base import Progress, Runtime
+from lab.render import render
+from lab.substrate.base import Runtime
+from lab.ui import Quiet, Reporter
 
 
 class Timer:
@@ -32,48 +30,51 @@ class Timer:
         return f"{self.elapsed:5.1f}s"
 
 
-def _quiet(_: str) -> None:
-    pass
-
-
-def converge(rt: Runtime, progress: Progress = _quiet, timeout: float = 120) -> float:
-    """Make the lab, or converge it to its description; wait until it has converged.
-    Returns the seconds it took."""
+def converge(rt: Runtime, report: Reporter | None = None, timeout: float | None = None) -> float:
+    """Make the lab, or converge it to its description; wait until it has converged (within
+    `timeout`, the runtime's own by default). Returns the seconds it took."""
+    report = report or Quiet()
+    timeout = timeout or rt.timeout
     t = Timer()
 
-    def say(msg: str) -> None:
-        progress(f"[{t}] {msg}")
+    def note(msg: str) -> None:
+        report.note(f"[{t}] {msg}")
 
     lab = rt.lab
-    with rt.lock():
-        rt.machines(say)
-        files = render(lab, rt.deployment)
+    try:
+        with rt.lock():
+            report.stage(f"[{t}] machines and wires")
+            rt.machines(note)
+            files = render(lab, rt.deployment)
 
-        def apply(spec: model.Node) -> None:
-            _apply(rt, spec, files[spec.name], say)
+            def apply(spec: model.Node) -> None:
+                actions = roles.apply(rt.target(spec, files[spec.name]))
+                note(f"{spec.name}: {', '.join(actions) if actions else 'unchanged'}")
 
-        def tenant(name: str) -> None:
-            t_ = lab.tenants[name]
-            apply(lab.node(t_.vm))  # its shared VLAN's bridge exists before containers join it
-            rt.containers(name, lambda m: say(f"  {m}"))
-            apply(lab.node(t_.dhcp_server.name))
+            def tenant(name: str) -> None:
+                t_ = lab.tenants[name]
+                apply(lab.node(t_.vm))  # its shared VLAN's bridge exists before containers join it
+                rt.containers(name, lambda m: note(f"  {m}"))
+                apply(lab.node(t_.dhcp_server.name))
 
-        parallel(lambda job: job(), [lambda: apply(lab.node(lab.router.vm)),
-                                     *(lambda n=n: tenant(n) for n in lab.tenants)])
-        # The DHCP failover pair serving first: an LXD client's ifup gives up after one try.
-        wait_until(lambda: dhcp_problems(lab, rt.node), timeout, "the DHCP failover pair", pause=rt.poll)
-        parallel(apply, [n for n in lab.nodes() if n.role == "client"])
-    say("waiting for convergence")
-    wait(rt, timeout)
-    say("converged")
+            report.stage(f"[{t}] the router | each tenant: its VM, its containers, its DHCP server")
+            parallel(lambda job: job(), [lambda: apply(lab.node(lab.router.vm)),
+                                         *(lambda n=n: tenant(n) for n in lab.tenants)])
+            # The DHCP failover pair serving first: an LXD client's ifup gives up after one try.
+            report.stage(f"[{t}] the DHCP failover pair")
+            pair = checks.dhcp_pair(lab, rt.node)
+            wait_until(lambda: checks.problems(pair, rt.node), timeout, "the DHCP failover pair",
+                       pause=rt.poll)
+            report.stage(f"[{t}] the clients")
+            parallel(apply, [n for n in lab.nodes() if n.role == "client"])
+        report.stage(f"[{t}] waiting for convergence")
+        wait(rt, timeout)
+    finally:
+        report.close()
+    report.note(f"[{t}] converged")
     return t.elapsed
 
 
-def _apply(rt: Runtime, spec: model.Node, files: dict[str, File], say: Callable[[str], None]) -> None:
-    actions = provision.apply(rt.target(spec, files))
-    say(f"{spec.name}: {', '.join(actions) if actions else 'unchanged'}")
-
-
-def wait(rt: Runtime, timeout: float) -> None:
+def wait(rt: Runtime, timeout: float | None = None) -> None:
     """Until the lab has converged; TimeoutError naming what is still wrong."""
-    wait_until(rt.problems, timeout, "the lab", pause=rt.poll)
+    wait_until(rt.problems, timeout or rt.timeout, "the lab", pause=rt.poll)

@@ -22,15 +22,6 @@ if TYPE_CHECKING:
 
 FILES = Path(__file__).resolve().parent.parent / "files"
 
-# Which template folders each role of node gets.
-ROLE_DIRS = {
-    "router": ("router", "vm"),
-    "tenant": ("tenant", "vm"),
-    "dhcp": ("dhcp",),
-    "client": ("client",),
-}
-
-
 @dataclass(frozen=True)
 class Form:
     """Everything that differs between the VMs' files and the embedded lab's: the whole list.
@@ -100,7 +91,9 @@ def templates_in(dirs: tuple[str, ...]) -> list[tuple[str, Path]]:
 
 def dirs(deployment: Deployment, node: Node) -> tuple[str, ...]:
     """The template folders a node gets: its role's, and light containers' own."""
-    return ROLE_DIRS[node.role] + (("light",) if deployment.light(node) else ())
+    from lab.roles import ROLES
+
+    return ROLES[node.role].TEMPLATES + (("light",) if deployment.light(node) else ())
 
 
 def render_node(lab: Lab, node: Node, deployment: Deployment, env: jinja2.Environment | None = None

@@ -9,8 +9,9 @@ import os
 import subprocess
 from pathlib import Path
 
-from lab import model, render, state
+from lab import model, render
 from lab.deployment import Deployment
+from lab.roles import tenant
 
 # in keepalived's format (as it wrote to a FIFO in a scratch namespace), with the lab's names
 LINES = ['INSTANCE "VXLAN_7_IPv4" BACKUP 220', 'INSTANCE "VXLAN_7_IPv6" BACKUP 220',
@@ -48,7 +49,7 @@ def test_the_fifo_script_passes_the_group_transitions_in_order(tmp_path):
 
     status = (node / "var/run/keepalived_status").read_text()
     assert status == "GROUP vrrp_group has transitioned to the BACKUP state with a priority of 0\n"
-    assert state._vrrp_state(status) == "BACKUP"
+    assert tenant.vrrp_state(status) == "BACKUP"
     history = (node / "var/run/keepalived_transitions").read_text().splitlines()
     assert [line.split()[1:] for line in history] == [
         ["GROUP", "vrrp_group", s, "0"] for s in ("BACKUP", "MASTER", "BACKUP")]

@@ -47,6 +47,9 @@ class LxdNode:
         except Exception:  # pylxd: NotFound, or an error reply for a missing file
             return None
 
+    def path(self, p: str) -> str:
+        return p  # its own file system
+
     def log(self, service: Service, lines: int = 50) -> str:
         return journal(self, service, lines)
 

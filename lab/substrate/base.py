@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from lab.deployment import Deployment
     from lab.model import Lab
     from lab.render import File
-    from provision import Target
+    from lab.roles import Target
 
 Progress = Callable[[str], None]
 
@@ -65,6 +65,9 @@ class Node(Protocol):
     kind: str  # what it is, for people: "VM", "namespace", "LXD container"
     root: str  # prefix of the node's paths on the machine that holds them ("" if its own fs)
 
+    def path(self, p: str) -> str:
+        """Where the node's path `p` is, as the commands run on it see it."""
+
     def run(self, argv: Sequence[str], *, input: str | None = None, check: bool = True,
             timeout: float = 60) -> Result:
         """Run a command on the node; raise CommandError if `check` and it fails."""
@@ -105,6 +108,7 @@ class Runtime(Protocol):
     lab: Lab
     deployment: Deployment
     poll: float  # seconds between two reads of a converging lab
+    timeout: float  # seconds a lab may take to converge
 
     def exists(self) -> bool:
         """Whether anything of the lab exists on this substrate."""

@@ -60,6 +60,9 @@ class NetnsNode:
     def interactive(self, argv: Sequence[str]) -> list[str]:
         return [*self._exec, *argv]
 
+    def path(self, p: str) -> str:
+        return self.root + p
+
     def local(self, path: str) -> Path:
         """Where a path of the node lives on the host."""
         return Path(self.root + path)

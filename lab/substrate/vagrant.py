@@ -213,6 +213,9 @@ class VagrantNode:
     def running(self, service: Service) -> bool:
         return self.run(["systemctl", "is-active", "--quiet", self._unit(service)], check=False).ok
 
+    def path(self, p: str) -> str:
+        return p  # its own file system
+
     def log(self, service: Service, lines: int = 50) -> str:
         return journal(self, service, lines)
 

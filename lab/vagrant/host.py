@@ -30,7 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
-from lab import internet, model
+from lab import model
+from lab.roles import internet
 from lab.substrate.netns import NetnsNode
 from lab.vagrant import spec as specs
 
@@ -424,7 +425,7 @@ class Host:
             self.say(f"libvirt network {name} created")
 
     def _upstream(self) -> None:
-        """`simulated`: the lab's Internet (lab/internet.py) in a namespace, on VLAN 214."""
+        """`simulated`: the lab's Internet (lab/roles/internet.py) in a namespace, on VLAN 214."""
         ns, port = self.upstream_ns, self.upstream_port
         mtu = str(self.switch.mtu)
         if ns not in _namespaces():
@@ -610,7 +611,7 @@ class Host:
         if self.upstream_ns not in _namespaces():
             return []
         node = self._internet_ns()
-        for s in internet.services(node):
+        for s in internet.services(internet.target(self.lab, node)):
             node.stop(s)
         pids = sh(["ip", "netns", "pids", self.upstream_ns], check=False).stdout.split()
         for pid in pids:  # anything else still in our namespace is ours

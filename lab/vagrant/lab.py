@@ -13,13 +13,12 @@ import threading
 import time
 from pathlib import Path
 
-import provision
-from lab import model
+from lab import checks, model
 from lab.deployment import Deployment
 from lab.host.lock import exclusive
 from lab.pool import parallel
 from lab.render import File
-from lab.state import convergence_problems
+from lab.roles import Target
 from lab.substrate.base import Node, Progress
 from lab.substrate.vagrant import VagrantNode, nodes_from_vagrant
 from lab.topology import INTERNET
@@ -82,6 +81,7 @@ class VagrantLab:
     over HTTPS)."""
 
     poll = 1.0  # a read of the lab costs seconds of the VMs' CPU
+    timeout = 300.0  # emulated VMs are slow
 
     def __init__(self, lab: model.Lab, root: Path = ROOT, libvirt_driver: str | None = None) -> None:
         self.libvirt_driver = libvirt_driver or specs.spec(lab).driver  # the Vagrantfile's: kvm or qemu
@@ -145,17 +145,17 @@ class VagrantLab:
         parallel(as_root, self.vms.nodes().values())
         progress(f"{', '.join(self.vms.names)} (and each tenant's LXD)")
 
-    def target(self, spec: model.Node, files: dict[str, File]) -> provision.Target:
+    def target(self, spec: model.Node, files: dict[str, File]) -> Target:
         node = self.node(spec.name)
         if not spec.is_container:
             node.run(["systemctl", "start", *VM_UNITS], timeout=300)
-        return provision.Target(self.lab, spec, node, files)
+        return Target(self.lab, spec, node, files)
 
     def containers(self, tenant: str, progress: Progress) -> None:
         self.lxd(tenant).up(progress)
 
     def problems(self) -> list[str]:
-        return convergence_problems(self)
+        return checks.problems(checks.converged(self.lab, self.node), self.node)
 
     def down(self, progress: Progress) -> list[str]:
         raise RuntimeError("the VMs go with `vagrant destroy -f`, then `invoke host.down`")

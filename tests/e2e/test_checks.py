@@ -41,7 +41,7 @@ def sh(elab, node: str, *argv: str) -> None:
 def test_healthy_lab_passes_every_check(elab):
     report = checks.run(checks.build(elab.lab, elab.node), elab.node, wait=30)
     assert report.ok, report.table()
-    assert len(report.outcomes) == 90
+    assert len(report.outcomes) == 94
 
 
 def test_route_removed_fails_the_router_table_check_and_the_task_exits_1(elab, lab_file, tmp_path):

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
-from provision import Target
-from provision.common import ifupdown, place, sysctl
+from lab.roles.common import ifupdown, place, sysctl
+from lab.roles.target import Target
+from lab.substrate.base import Service
+
+TEMPLATES = ("router", "vm")
+
+
+def services(t: Target) -> list[Service]:
+    return []  # the kernel routes; its rules and tables come from the interfaces file
 
 
 def apply(t: Target) -> None:

@@ -1,10 +1,4 @@
-"""Provisioning recipes, one module per role, written once for every substrate.
-
-A recipe places a node's rendered files and applies them with the seed's own tools
-(ifupdown, iptables-restore, sysctl, keepalived, radvd, dhcpd, dhclient). Run again, it
-converges: what changed is re-applied and its service restarted, what did not is left
-alone, and what died is started again.
-"""
+"""A node to provision: what it is, its rendered files, and the substrate's handle on it."""
 
 from __future__ import annotations
 
@@ -41,16 +35,8 @@ class Target:
         return cls(lab, spec, node, render_node(lab, spec, deployment), light=deployment.light(spec))
 
     def path(self, p: str) -> str:
-        return self.node.root + p
+        return self.node.path(p)
 
     def did(self, what: str) -> None:
         self.actions.append(what)
 
-
-def apply(target: Target) -> list[str]:
-    """Converge one node to its files; returns what was done (empty: nothing changed)."""
-    from provision import client, dhcp, router, tenant
-
-    recipe = {"router": router, "tenant": tenant, "dhcp": dhcp, "client": client}[target.spec.role]
-    recipe.apply(target)
-    return target.actions

@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import hashlib
 
+from lab import model
 from lab.debian import MIRROR_HOST, RELEASE
 from lab.model import Lab
 from lab.render import File, render_dirs
+from lab.roles.target import Target
 from lab.substrate.base import Node, Service
+
+TEMPLATES = ("internet",)
 
 # Names the lab looks up: the containers' apt source, and the resolver's own name.
 NAMES = (MIRROR_HOST, "dns.quad9.net")
@@ -23,10 +27,10 @@ def addresses(lab: Lab) -> list[tuple[str, str]]:
             (f"{res.ipv4}/32", "lo"), (f"{res.ipv6}/128", "lo")]
 
 
-def files(lab: Lab, root: str) -> dict[str, File]:
+def files(lab: Lab) -> dict[str, File]:
     gw, res = lab.internet.gateway, lab.internet.resolver
     listen = [str(res.ipv4), str(res.ipv6), str(gw.ipv4.ip), str(gw.link_local.ip)]
-    out = render_dirs(("internet",), {"lab": lab, "listen": listen, "names": NAMES})
+    out = render_dirs(TEMPLATES, {"lab": lab, "listen": listen, "names": NAMES})
     out |= apt_repository()
     return out
 
@@ -47,22 +51,31 @@ def apt_repository() -> dict[str, File]:
     return out
 
 
-def services(node: Node) -> list[Service]:
-    r = node.root
+def services(t: Target) -> list[Service]:
+    p = t.path
     return [
         Service("dnsmasq", ("dnsmasq", "--keep-in-foreground", "--user=root",
-                            f"--conf-file={r}/etc/dnsmasq.conf", f"--pid-file={r}/run/dnsmasq.pid")),
+                            f"--conf-file={p('/etc/dnsmasq.conf')}", f"--pid-file={p('/run/dnsmasq.pid')}")),
         # Python's http.server on "::" answers IPv4 too (it turns IPV6_V6ONLY off).
         Service("http", ("/usr/bin/python3", "-m", "http.server", "--bind", "::",
-                         "--directory", f"{r}/srv/www", "80")),
+                         "--directory", p("/srv/www"), "80")),
     ]
 
 
+def apply(t: Target) -> None:
+    for path, f in t.files.items():
+        t.node.put(path, f.text, f.mode)
+    for addr, dev in addresses(t.lab):
+        t.node.run(["ip", "addr", "replace", addr, "dev", dev])
+    t.node.run(["ip", "link", "set", "eth0", "up"])
+    for s in services(t):
+        t.node.start(s)
+
+
+def target(lab: Lab, node: Node) -> Target:
+    return Target(lab, model.Node(node.name, "internet"), node, files(lab))
+
+
 def provision(node: Node, lab: Lab) -> None:
-    for path, f in files(lab, node.root).items():
-        node.put(path, f.text, f.mode)
-    for addr, dev in addresses(lab):
-        node.run(["ip", "addr", "replace", addr, "dev", dev])
-    node.run(["ip", "link", "set", "eth0", "up"])
-    for s in services(node):
-        node.start(s)
+    """The lab's Internet on this node (a namespace of this host, on either substrate)."""
+    apply(target(lab, node))

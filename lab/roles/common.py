@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from provision import Target
+from lab.roles.target import Target
 
 INTERFACES = "/etc/network/interfaces"
 

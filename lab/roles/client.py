@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-from lab.substrate.base import Service
-from provision import Target
-from provision.common import ifupdown, place, service
+import re
+from dataclasses import dataclass
 
+from lab import facts
+from lab.model import Lab
+from lab.roles.common import ifupdown, place, service
+from lab.roles.target import Target
+from lab.substrate.base import Node, Service
+
+TEMPLATES = ("client",)  # and files/light/ for light containers (lab/render.py)
 SCRIPT = "/usr/local/sbin/dhclient-script"
 
 
@@ -16,6 +22,10 @@ def dhclient(t: Target) -> Service:
     return Service("dhclient", ("dhclient", "-4", "-d", "-cf", "/dev/null", "-sf", p(SCRIPT),
                                 "-pf", p("/run/dhclient.pid"), "-lf", p("/var/lib/dhcp/dhclient.leases"),
                                 nic))
+
+
+def services(t: Target) -> list[Service]:
+    return [dhclient(t)] if t.light else []  # else the container's own ifupdown runs dhclient
 
 
 def apply(t: Target) -> None:
@@ -34,8 +44,6 @@ LEASE_FILES = ("/var/lib/dhcp/dhclient.leases", "/var/lib/dhcp/dhclient.eth0.lea
 
 def lease_server(t: Target) -> str | None:
     """The DHCP server that gave the client its current lease (its last lease's identifier)."""
-    import re
-
     for path in LEASE_FILES:
         found = re.findall(r"option dhcp-server-identifier ([\d.]+);", t.node.read(path) or "")
         if found:
@@ -56,3 +64,47 @@ def new_lease(t: Target) -> None:
         t.node.run(["ifdown", "--force", *args], check=False)
         t.node.run(["rm", "-f", *LEASE_FILES])
         t.node.run(["sh", "-c", f"ifup {' '.join(args)} > /dev/null 2>&1 &"])  # we time it, not ifup
+
+
+# -- facts ------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Addressing:
+    """A client's lease, SLAAC address and default routes, as the node shows them."""
+
+    nic: facts.Nic
+    route4: facts.Route
+    route6: facts.Route
+    ipv4: str | None
+    slaac: str | None
+
+    @property
+    def gateway4(self) -> str | None:
+        return self.route4.gateway
+
+    @property
+    def gateway6(self) -> str | None:
+        return self.route6.gateway
+
+
+def nic(lab: Lab, node: Node) -> facts.Fact[facts.Nic]:
+    """Its NIC on the shared VLAN: MAC, lease and SLAAC addresses."""
+    return facts.nic(node, lab.containers.nic)
+
+
+def route(node: Node, family: int) -> facts.Fact[facts.Route]:
+    return facts.default_route(node, family)
+
+
+def addressing_facts(lab: Lab, node: Node) -> list[facts.Fact]:
+    return [nic(lab, node), route(node, 4), route(node, 6)]
+
+
+def addressing_of(lab: Lab, values: list) -> Addressing:
+    found, r4, r6 = values
+    v4, v6 = found.ips(lab.shared_vlan.ipv4), found.ips(lab.shared_vlan.ipv6)
+    return Addressing(found, r4, r6, v4[0] if v4 else None, v6[0] if v6 else None)
+
+
+def addressing(lab: Lab, node: Node) -> Addressing:
+    return addressing_of(lab, facts.read(lambda _: node, addressing_facts(lab, node)))

@@ -1,0 +1,89 @@
+"""blueVM, greenVM: the shared VLAN's switch and VXLAN (interfaces file), radvd and keepalived
+(VRRPv3 for the VIPs), and where keepalived says which state it is in."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from lab.facts import Fact, Nic, dead, nic, read
+from lab.model import Lab
+from lab.roles.common import ifupdown, place, service, sysctl
+from lab.roles.target import Target
+from lab.substrate.base import Node, Service
+
+TEMPLATES = ("tenant", "vm")
+RADVD = "/etc/radvd.conf"
+KEEPALIVED = "/etc/keepalived/keepalived.conf"
+SCRIPTS = ("/usr/local/bin/keepalived_check_ipv4.sh", "/usr/local/bin/keepalived_check_ipv6.sh",
+           "/usr/local/bin/keepalived_notify.sh", "/usr/local/bin/keepalived_notify_fifo.sh")
+STATUS = "/var/run/keepalived_status"  # the seed's notify script: the last transition
+TRANSITIONS = "/var/run/keepalived_transitions"  # vxlab's notify line: every one, timestamped
+DAEMONS = {"keepalived": "/run/keepalived.pid", "radvd": "/run/radvd.pid"}
+
+
+def services(t: Target) -> tuple[Service, Service]:
+    p = t.path
+    radvd = Service("radvd", ("radvd", "--nodaemon", "--logmethod", "stderr", "--config", p(RADVD),
+                              "--pidfile", p(DAEMONS["radvd"])), unit="radvd",
+                    pidfiles=(p(DAEMONS["radvd"]),))
+    pids = {k: p(f"/run/{k}.pid") for k in ("keepalived", "keepalived_vrrp", "keepalived_checkers")}
+    keepalived = Service("keepalived", (
+        "keepalived", "--dont-fork", "--log-console", "--log-detail", "--vrrp",
+        "--use-file", p(KEEPALIVED), "--pid", pids["keepalived"],
+        "--vrrp_pid", pids["keepalived_vrrp"], "--checkers_pid", pids["keepalived_checkers"],
+        "--config-id", t.spec.name), unit="keepalived", pidfiles=tuple(pids.values()))
+    return radvd, keepalived
+
+
+def apply(t: Target) -> None:
+    changed = place(t)
+    sysctl(t)
+    ifupdown(t)
+    radvd, keepalived = services(t)
+    service(t, radvd, RADVD in changed)
+    service(t, keepalived, bool(changed & {KEEPALIVED, *SCRIPTS}))
+
+
+# -- facts ------------------------------------------------------------------------------------------
+
+def vips(lab: Lab, node: Node) -> Fact[list[str]]:
+    """The VIPs the tenant holds on its interface of the shared VLAN."""
+    fact = nic(node, lab.shared_vlan.bridge)
+    return Fact(fact.node, fact.argv, lambda r: vips_in(lab, fact.parse(r)))
+
+
+def vips_in(lab: Lab, found: Nic) -> list[str]:
+    on = {a.ip for a in found.addresses}
+    return [str(v.ip) for v in (lab.vrrp.instances.ipv4.vip, lab.vrrp.instances.ipv6.vip) if v.ip in on]
+
+
+def vrrp(node: Node) -> Fact[str | None]:
+    """The state keepalived last reported (MASTER, BACKUP, FAULT), through the seed's notify script."""
+    return Fact(node.name, ("cat", node.path(STATUS)), lambda r: vrrp_state(r.out))
+
+
+def vrrp_state(text: str) -> str | None:
+    m = re.search(r"transitioned to the (\S+) state", text)
+    return m.group(1) if m else None
+
+
+def daemons(node: Node) -> Fact[list[str]]:
+    """keepalived and radvd, where not running."""
+    return dead(node, DAEMONS)
+
+
+def transitions(text: str, since: float) -> list[tuple[float, str]]:
+    """(time on the tenant's clock, state) of each sync group transition since `since`."""
+    out = []
+    for line in text.splitlines():
+        ts, *words = line.split()
+        if float(ts) >= since and len(words) > 2:
+            out.append((float(ts), words[2]))
+    return out
+
+
+def holders(lab: Lab, node_of: Callable[[str], Node]) -> dict[str, list[str]]:
+    """Tenant name -> the VIPs it holds (the tenants read at once)."""
+    found = read(node_of, [vips(lab, node_of(t.vm)) for t in lab.tenants.values()])
+    return dict(zip(lab.tenants, found, strict=True))

@@ -16,7 +16,7 @@ import jinja2
 from lab.debian import SOURCES_LIST
 from lab.model import Lab, Node
 
-FILES = Path(__file__).resolve().parent.parent / "files"
+FILES = Path(__file__).resolve().parent / "files"
 
 # Which template folders each role of node gets.
 ROLE_DIRS = {

@@ -13,7 +13,9 @@ from pydantic import BaseModel, ValidationError
 from lab.model.rules import Problem, check
 from lab.model.types import Lab, Tenant
 
-DEFAULT_LAB = Path(__file__).resolve().parents[2] / "lab.yaml"
+# The package's lab.yaml: in a checkout a link to the top-level lab.yaml that users edit (resolved,
+# so messages name that file); in an installed wheel the copy the wheel carries.
+DEFAULT_LAB = (Path(__file__).parents[1] / "lab.yaml").resolve()
 
 
 class LabError(Exception):

@@ -8,6 +8,6 @@ types.py is what a lab is, rules.py what a valid one obeys, load.py how lab.yaml
 """
 
 from lab.model.load import DEFAULT_LAB, LabError, load, parse
-from lab.model.types import Lab, Node
+from lab.model.types import Lab, Node, VrrpTiming
 
-__all__ = ["DEFAULT_LAB", "Lab", "LabError", "Node", "load", "parse"]
+__all__ = ["DEFAULT_LAB", "Lab", "LabError", "Node", "VrrpTiming", "load", "parse"]

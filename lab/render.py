@@ -20,7 +20,8 @@ from lab.model import Lab, Node
 if TYPE_CHECKING:
     from lab.deployment import Deployment
 
-FILES = Path(__file__).resolve().parent.parent / "files"
+FILES = Path(__file__).resolve().parent / "files"
+
 
 @dataclass(frozen=True)
 class Form:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from lab import lifecycle, model, roles
 from lab.embedded import EmbeddedLab
-from lab.facts import read
+from lab.facts import Fact, read
 from lab.host.run import sh
 from lab.roles import Target, client, dhcp, internet, tenant
 from lab.substrate.base import Node, Runtime, Service
@@ -110,31 +110,40 @@ def capture(elab: Runtime, name: str, iface: str, write: str | None, count: int 
 
 # -- status -----------------------------------------------------------------------------------
 
-def status(elab: Runtime) -> dict:
-    """Nodes, containers, daemons, VRRP state, leases: a dict (printed as table or JSON)."""
-    lab = elab.lab
-    holders = tenant.holders(lab, elab.node)
+def status(rt: Runtime) -> dict:
+    """Nodes, containers, daemons, VRRP state, leases: a dict (printed as table or JSON). The
+    state is what the roles' facts say (keepalived's own report, dhcpd's own failover state),
+    every node read at once."""
+    lab, topology = rt.lab, Topology(rt.lab)
+    wanted: list[tuple[str, str, Fact]] = []
+    for name in rt.names():
+        spec, node = topology.node(name), rt.node(name)
+        if spec.role == "tenant":
+            wanted += [(name, "vips", tenant.vips(lab, node)), (name, "vrrp", tenant.vrrp(node))]
+        elif spec.role == "dhcp":
+            wanted.append((name, "failover", dhcp.failover(node)))
+        elif spec.role == "client":
+            wanted += [(name, "addressing", f) for f in client.addressing_facts(lab, node)]
+    found: dict[str, dict[str, list]] = {}
+    for (name, key, _), value in zip(wanted, read(rt.node, [f for *_, f in wanted]), strict=True):
+        found.setdefault(name, {}).setdefault(key, []).append(value)
     nodes = []
-    for name in elab.names():
-        node = elab.node(name)
+    for name in rt.names():
+        node, facts = rt.node(name), found.get(name, {})
         row: dict = {"node": name, "kind": node.kind,
                      "services": {s.name: ("running" if node.running(s) else "DEAD")
-                                  for s in services_of(elab, name)}}
-        spec = Topology(lab).node(name)
-        if spec.role == "tenant":
-            held = holders[spec.tenant]
-            row["vrrp"] = "MASTER" if len(held) == 2 else ("BACKUP" if not held else "SPLIT")
-            row["vips"] = held
-        if spec.role == "dhcp":
-            row["failover"] = read(elab.node, [dhcp.failover(node)])[0]
-        if spec.role == "client":
-            s = client.addressing(lab, node)
-            row |= {"ipv4": s.ipv4, "gateway4": s.gateway4, "slaac": s.slaac, "gateway6": s.gateway6}
+                                  for s in services_of(rt, name)}}
+        if "vrrp" in facts:
+            row |= {"vrrp": facts["vrrp"][0] or "unknown", "vips": facts["vips"][0]}
+        if "failover" in facts:
+            row["failover"] = facts["failover"][0] or "unknown"
+        if "addressing" in facts:
+            a = client.addressing_of(lab, facts["addressing"])
+            row |= {"ipv4": a.ipv4, "gateway4": a.gateway4, "slaac": a.slaac, "gateway6": a.gateway6}
         nodes.append(row)
-    problems = elab.problems()
-    return {"lab": lab.name, "substrate": "embedded" if elab.deployment.substrate == "netns" else "vagrant",
-            "driver": elab.driver, "converged": not problems,
-            "problems": problems, "nodes": nodes}
+    problems = rt.problems()
+    return {"lab": lab.name, "substrate": "embedded" if rt.deployment.substrate == "netns" else "vagrant",
+            "driver": rt.deployment.driver, "converged": not problems, "problems": problems, "nodes": nodes}
 
 
 def status_rows(st: dict) -> tuple[str, list[str], list[tuple[str, ...]], list[str]]:
@@ -149,7 +158,8 @@ def status_rows(st: dict) -> tuple[str, list[str], list[tuple[str, ...]], list[s
         elif "failover" in n:
             what = f"DHCP failover {n['failover']}"
         elif "ipv4" in n:
-            what = f"{n['ipv4']} via {n['gateway4']}; {n['slaac']} via {n['gateway6']}"
+            what = (f"{n['ipv4'] or 'no lease'} via {n['gateway4'] or '-'}; "
+                    f"{n['slaac'] or 'no SLAAC'} via {n['gateway6'] or '-'}")
         else:
             what = ""
         rows.append((n["node"], n["kind"], services, what))

@@ -1,4 +1,4 @@
-"""Host preparation for the Vagrant lab (lab/vagrant/host.py), for real: OVS (userspace
+"""Host preparation for the Vagrant lab (lab/vagrant/host/), for real: OVS (userspace
 datapath), libvirtd, the libvirt networks and the simulated upstream; then its undo, which
 must leave the host exactly as it was. A lab of its own name and switch, so it cannot meet
 a Vagrant lab someone has up; it refuses to run beside one (they would share OVS's socket).
@@ -86,7 +86,7 @@ def test_prepare_is_idempotent_sealed_and_undone_exactly(lab):
         mgmt = _sh("virsh", "-c", "qemu:///system", "net-dumpxml", "vagtest-mgmt")
         assert "<forward" not in mgmt and "<port isolated='yes'/>" in mgmt  # no NAT, no forwarding
         # The lab's side of the host holds no address.
-        for dev in ("dsw-vagtest", h.upstream_port):
+        for dev in ("dsw-vagtest", h.upstreams.port):
             assert "inet" not in _sh("ip", "addr", "show", "dev", dev)
         assert Path("/proc/sys/net/ipv4/ip_forward").read_text() == before["sysctl"][0]
         _probe_upstream(h, lab)
@@ -128,8 +128,8 @@ def _probe_upstream(h: hostmod.Host, lab: model.Lab) -> None:
 # -- the nat upstream, every command stubbed ------------------------------------------------
 
 class FakeHost:
-    """Stands in for the host's commands: records each argv, answers the queries, and turns
-    forwarding on at net-create as libvirt does."""
+    """Stands in for subprocess.run, through which every command of the host goes: records
+    each argv, answers the queries, and turns forwarding on at net-create as libvirt does."""
 
     def __init__(self, forwarding: tuple[Path, Path], facts: Path) -> None:
         self.calls: list[list[str]] = []
@@ -142,13 +142,11 @@ class FakeHost:
         self.forwarding, self.facts = forwarding, facts
         self.recorded_at_create: list[str] | None = None
 
-    def __call__(self, argv, check=True, timeout=60, input=None) -> subprocess.CompletedProcess:
+    def __call__(self, argv, **_) -> subprocess.CompletedProcess:  # as subprocess.run
         argv = list(argv)
         self.calls.append(argv)
         out, rc = "", 0
         if any(argv[:len(f)] == f for f in self.failing):
-            if check:
-                raise RuntimeError(f"`{' '.join(argv)}` failed (1): stubbed failure")
             return subprocess.CompletedProcess(argv, 1, "", "stubbed failure")
         if argv[:3] == ["nft", "list", "tables"]:
             out = "".join(f"table {t}\n" for t in self.tables)
@@ -201,22 +199,26 @@ def stubbed(tmp_path, monkeypatch) -> tuple[hostmod.Host, FakeHost]:
     forwarding = (tmp_path / "ip_forward", tmp_path / "forwarding")
     for p in forwarding:
         p.write_text("0\n")
-    for name, value in {"RUN": tmp_path / "run", "KEEP": tmp_path / "keep", "OVS_RUN": tmp_path / "ovs",
-                        "NET_AUTOSTART": tmp_path / "autostart", "QEMU_LOGS": tmp_path / "logs",
-                        "FORWARDING": forwarding}.items():
-        monkeypatch.setattr(hostmod, name, value)
-    monkeypatch.setattr(hostmod.specs, "RUN_DIR", tmp_path / "serial")
+    for module, name, value in (
+            (hostmod, "RUN", tmp_path / "run"), (hostmod, "KEEP", tmp_path / "keep"),
+            (hostmod.ovs, "OVS_RUN", tmp_path / "ovs"),
+            (hostmod.libvirt, "NET_AUTOSTART", tmp_path / "autostart"),
+            (hostmod.libvirt, "QEMU_LOGS", tmp_path / "logs"),
+            (hostmod.upstream, "FORWARDING", forwarding),
+            (hostmod.specs, "RUN_DIR", tmp_path / "serial")):
+        monkeypatch.setattr(module, name, value)
     h = hostmod.Host(model.load(model.DEFAULT_LAB))
-    fake = FakeHost(forwarding, h.facts)
-    monkeypatch.setattr(hostmod, "sh", fake)
-    for step in ("_qemu_conf", "_ovs", "_libvirtd", "seal"):
-        monkeypatch.setattr(hostmod.Host, step, lambda self, *a, step=step: fake.calls.append([step]))
+    fake = FakeHost(forwarding, h.facts.path)
+    monkeypatch.setattr(subprocess, "run", fake)  # every command of the host, lab.host.run's included
+    for cls, step in ((hostmod.libvirt.Libvirt, "qemu_conf"), (hostmod.ovs.Ovs, "start"),
+                      (hostmod.libvirt.Libvirt, "start"), (hostmod.Host, "seal")):
+        monkeypatch.setattr(cls, step, lambda self, *a, step=step: fake.calls.append([step]))
     return h, fake
 
 
 def test_nat_network_xml():
     h = hostmod.Host(model.load(model.DEFAULT_LAB))
-    xml = h.nat_network_xml()
+    xml = h.upstreams.nat_network_xml()
     assert "<name>vxlab-nat</name>" in xml
     assert "<forward mode='nat'><nat ipv6='yes'/></forward>" in xml
     assert "<bridge name='vxnat-vxlab' stp='off' delay='0'/>" in xml
@@ -232,7 +234,7 @@ def test_prepare_nat_records_forwarding_then_bridges_vlan_214(stubbed):
     h.say = said.append
     h.prepare("kvm", upstream="nat")
     assert fake.recorded_at_create == ["0", "0"]  # recorded before libvirt turned them on
-    assert json.loads(h.facts.read_text())["upstream"] == "nat" and h.upstream() == "nat"
+    assert json.loads(h.facts.path.read_text())["upstream"] == "nat" and h.upstream() == "nat"
     assert not any(c[:3] == ["ip", "netns", "add"] for c in fake.calls)  # no simulated Internet
     assert any("forwards and NATs" in m for m in said)
     bridge, port, peer = "vxnat-vxlab", "up214-vxlab", "nat214-vxlab"
@@ -267,7 +269,7 @@ def test_prepare_nat_records_forwarding_then_bridges_vlan_214(stubbed):
 def test_cleanup_removes_nat_and_restores_forwarding(stubbed):
     h, fake = stubbed
     h.prepare("kvm", upstream="nat")
-    fwd = [p.read_text() for p in hostmod.FORWARDING]
+    fwd = [p.read_text() for p in hostmod.upstream.FORWARDING]
     assert fwd == ["1\n", "1\n"]  # as libvirt leaves them
     n = len(fake.calls)
     removed = h.cleanup()
@@ -275,19 +277,18 @@ def test_cleanup_removes_nat_and_restores_forwarding(stubbed):
     assert [*hostmod.VIRSH, "net-destroy", "vxlab-nat"] in calls
     assert ["ip", "link", "del", "up214-vxlab"] in calls
     assert "libvirt network vxlab-nat" in removed
-    assert [p.read_text() for p in hostmod.FORWARDING] == ["0\n", "0\n"]
+    assert [p.read_text() for p in hostmod.upstream.FORWARDING] == ["0\n", "0\n"]
     assert sum("restored" in r and "forward" in r for r in removed) == 2
-    assert not h.facts.exists() and h.upstream() is None
+    assert not h.facts.path.exists() and h.upstream() is None
 
 
 def test_simulated_cleanup_leaves_forwarding(stubbed):
     h, fake = stubbed
-    h.facts.parent.mkdir(parents=True)
-    h.facts.write_text(json.dumps({"upstream": "simulated"}))
-    for p in hostmod.FORWARDING:
+    h.facts.record({"upstream": "simulated"})
+    for p in hostmod.upstream.FORWARDING:
         p.write_text("1\n")  # the host's own setting: not ours to touch
     h.cleanup()
-    assert [p.read_text() for p in hostmod.FORWARDING] == ["1\n", "1\n"]
+    assert [p.read_text() for p in hostmod.upstream.FORWARDING] == ["1\n", "1\n"]
 
 
 @pytest.mark.parametrize("upstream", ["NAT", "bridge", ""])
@@ -295,7 +296,7 @@ def test_unknown_upstream_refused_before_any_change(stubbed, upstream):
     h, fake = stubbed
     with pytest.raises(ValueError, match="simulated, nat"):
         h.prepare("kvm", upstream=upstream)
-    assert fake.calls == [] and not h.run.exists() and not h.facts.exists()
+    assert fake.calls == [] and not h.run.exists() and not h.facts.path.exists()
 
 
 def test_switching_upstream_needs_host_down(stubbed):
@@ -309,11 +310,10 @@ def test_switching_upstream_needs_host_down(stubbed):
 
 def _simulated(h: hostmod.Host, fake: FakeHost) -> None:
     """The records and links of a simulated upstream, as host.up leaves them."""
-    h.facts.parent.mkdir(parents=True)
-    h.facts.write_text(json.dumps({"upstream": "simulated"}))
+    h.facts.record({"upstream": "simulated"})
     h.run.mkdir(parents=True)
-    fake.namespaces.add(h.upstream_ns)
-    fake.links.add(h.upstream_port)
+    fake.namespaces.add(h.upstreams.ns)
+    fake.links.add(h.upstreams.port)
 
 
 def test_cleanup_removes_the_upstream_port_before_its_namespace(stubbed):
@@ -322,8 +322,9 @@ def test_cleanup_removes_the_upstream_port_before_its_namespace(stubbed):
     h, fake = stubbed
     _simulated(h, fake)
     removed = h.cleanup()
-    assert fake.index("ip", "link", "del", h.upstream_port) < fake.index("ip", "netns", "del", h.upstream_ns)
-    assert f"link {h.upstream_port}" in removed and f"namespace {h.upstream_ns}" in removed
+    up = h.upstreams
+    assert fake.index("ip", "link", "del", up.port) < fake.index("ip", "netns", "del", up.ns)
+    assert f"link {up.port}" in removed and f"namespace {up.ns}" in removed
     assert not fake.namespaces and not fake.links and not h.run.exists()
 
 
@@ -331,12 +332,12 @@ def test_a_link_gone_between_check_and_delete_counts_as_removed(stubbed):
     h, fake = stubbed
     fake.links.add("vanish0")
     fake.vanishing.add("vanish0")
-    assert hostmod._del_links("vanish0", "absent0") == ["link vanish0"]
-    assert hostmod._del_links("vanish0") == []  # nothing there: nothing done
+    assert hostmod.upstream.del_links("vanish0", "absent0") == ["link vanish0"]
+    assert hostmod.upstream.del_links("vanish0") == []  # nothing there: nothing done
     fake.links.add("stuck0")
     fake.failing.append(["ip", "link", "del", "stuck0"])
     with pytest.raises(RuntimeError, match="ip link del stuck0"):
-        hostmod._del_links("stuck0")
+        hostmod.upstream.del_links("stuck0")
 
 
 def test_a_failed_cleanup_step_does_not_stop_the_others(stubbed):
@@ -346,14 +347,14 @@ def test_a_failed_cleanup_step_does_not_stop_the_others(stubbed):
     failure = r"incomplete.*host.down` again.*\n  upstream namespace: .*ip netns del"
     with pytest.raises(RuntimeError, match=failure) as e:
         h.cleanup()
-    assert f"link {h.upstream_port}" in str(e.value)  # what was done is said too
+    assert f"link {h.upstreams.port}" in str(e.value)  # what was done is said too
     # the later steps ran all the same: the seal and libvirt's chains
     assert any(c[:3] == ["nft", "delete", "table"] for c in fake.calls)
     assert any(c[0] == "iptables" for c in fake.calls)
-    assert h.facts.exists() and h.run.exists()  # kept for the next host.down
+    assert h.facts.path.exists() and h.run.exists()  # kept for the next host.down
     fake.failing.clear()
     h.cleanup()  # which finishes the job
-    assert not fake.namespaces and not h.facts.exists() and not h.run.exists()
+    assert not fake.namespaces and not h.facts.path.exists() and not h.run.exists()
 
 
 def test_cleanup_removes_the_empty_iptables_tables_libvirt_made(stubbed):
@@ -362,7 +363,7 @@ def test_cleanup_removes_the_empty_iptables_tables_libvirt_made(stubbed):
     accept = {"chain": {"hook": "postrouting", "policy": "accept"}}
     fake.tables["ip filter"] = []  # the host's own, before us: stays, empty or not
     h.prepare("kvm", upstream="nat")
-    assert json.loads(h.facts.read_text())["nft_tables"] == ["ip filter"]
+    assert json.loads(h.facts.path.read_text())["nft_tables"] == ["ip filter"]
     fake.tables |= {"ip nat": [accept], "ip6 nat": [accept], "ip mangle": [],  # libvirt's, emptied
                     "ip6 filter": [accept, {"rule": {}}],  # someone's rule: stays
                     "ip6 mangle": [{"chain": {"hook": "input", "policy": "drop"}}]}  # a policy: stays

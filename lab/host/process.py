@@ -14,6 +14,8 @@ from pathlib import Path
 
 import psutil
 
+from lab.host.wait import until
+
 
 def alive(pid: int) -> bool:
     """Running: it exists and is not a zombie."""
@@ -73,8 +75,9 @@ def terminate(pids: Iterable[int], timeout: float = 5, first: int = 15) -> list[
         for p in procs:
             with contextlib.suppress(psutil.NoSuchProcess):
                 p.send_signal(sig)
-        _, procs = psutil.wait_procs(procs, timeout=timeout)
-        procs = [p for p in procs if alive(p.pid)]  # wait_procs counts zombies as alive
+        # Not psutil.wait_procs: it counts a zombie as alive, and waits for PID 1's reaping.
+        until(lambda left=procs: not any(alive(p.pid) for p in left), timeout)
+        procs = [p for p in procs if alive(p.pid)]
         if not procs:
             break
     return [p.pid for p in procs]

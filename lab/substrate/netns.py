@@ -364,5 +364,6 @@ def _debian_root(root: Path) -> None:
         (root / "var/run").symlink_to("../run")
 
 
-def link_exists(ns: str, dev: str) -> bool:
-    return sh(["ip", "-n", ns, "link", "show", dev], check=False).ok
+def link_exists(ns: str | None, dev: str) -> bool:
+    """Whether namespace `ns` (None: this machine's own) has the link `dev`."""
+    return sh(["ip", *(("-n", ns) if ns else ()), "link", "show", dev], check=False).ok

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from fabric import Config, Connection
 from invoke.exceptions import CommandTimedOut
+from paramiko import SSHConfig
 from paramiko.ssh_exception import SSHException
 
 from lab.substrate.base import CommandError, Result, Service, journal
@@ -65,27 +66,16 @@ class SshEndpoint:
 
     @classmethod
     def parse(cls, text: str) -> dict[str, SshEndpoint]:
-        """Every `Host` stanza of an ssh-config text, by alias."""
+        """Every `Host` stanza of an ssh-config text, by alias, in the text's order."""
+        config = SSHConfig.from_text(text)
+        words = text.split()  # paramiko gives the aliases as a set: ordered as the text names them
+        aliases = sorted(config.get_hostnames() - {"*"},
+                         key=lambda a: words.index(a) if a in words else len(words))
         out: dict[str, SshEndpoint] = {}
-        stanzas: list[dict[str, list[str]]] = []
-        for line in text.splitlines():
-            words = line.strip().split(None, 1)
-            if not words or words[0].startswith("#"):
-                continue
-            key, value = words[0].lower(), (words[1] if len(words) > 1 else "").strip().strip('"')
-            if key == "host":
-                stanzas.append({"host": [value]})
-            elif stanzas:
-                stanzas[-1].setdefault(key, []).append(value)
-        for s in stanzas:
-            alias = s["host"][0]
-            out[alias] = cls(
-                host=alias,
-                hostname=s.get("hostname", [alias])[0],
-                port=int(s.get("port", ["22"])[0]),
-                user=s.get("user", ["vagrant"])[0],
-                identity_files=tuple(s.get("identityfile", [])),
-            )
+        for alias in aliases:
+            o = config.lookup(alias)  # its HostName is the alias unless the stanza says otherwise
+            out[alias] = cls(host=alias, hostname=o["hostname"], port=int(o.get("port", 22)),
+                             user=o.get("user", "vagrant"), identity_files=tuple(o.get("identityfile", [])))
         return out
 
 

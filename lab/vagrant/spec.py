@@ -2,7 +2,7 @@
 as JSON, and the Ruby Vagrantfile only consumes it, so nothing is written twice.
 
 The names of what the host holds for the VMs (the OVS bridge, the libvirt networks and their
-portgroups) are made here too; lab/vagrant/host.py creates them from the same `Spec`.
+portgroups) are made here too; lab/vagrant/host/ creates them from the same `Spec`.
 """
 
 from __future__ import annotations

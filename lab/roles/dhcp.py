@@ -48,13 +48,22 @@ def apply(t: Target) -> None:
 
 # -- facts ------------------------------------------------------------------------------------------
 
+NOT_RUNNING = "dhcpd is not running"
+
+
 def failover(node: Node) -> Fact[str | None]:
     """dhcpd's own failover state (normal, communications-interrupted, ...), as it records it
-    in its lease file ("my state normal")."""
-    return Fact(node.name, ("grep", "-o", "my state [a-z-]*", node.path(LEASES)), _last_state)
+    in its lease file ("my state normal"); a stopped dhcpd's file keeps its last state, so
+    that one says NOT_RUNNING instead."""
+    pid, leases = (shlex.quote(node.path(p)) for p in (DAEMONS["dhcpd"], LEASES))
+    script = (f'kill -0 "$(cat {pid} 2>/dev/null)" 2>/dev/null || {{ echo "{NOT_RUNNING}"; exit 0; }}; '
+              f"grep -o 'my state [a-z-]*' {leases}")
+    return Fact(node.name, ("sh", "-c", script), _last_state)
 
 
 def _last_state(r) -> str | None:
+    if NOT_RUNNING in r.out:
+        return NOT_RUNNING
     states = re.findall(r"my state (\S+)", r.out)
     return states[-1] if states else None
 

@@ -1,5 +1,5 @@
 """The Debian the lab's containers run, and the mirror name their apt uses. The lab's own
-Internet serves that name (lab/internet.py); the image recipe (lab/containers/lxd.py) and the
+Internet serves that name (lab/internet.py); the image recipe (lab/containers/image.py) and the
 light containers' sources.list (files/light/) take it from here."""
 
 RELEASE = "bookworm"

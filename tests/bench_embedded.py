@@ -21,8 +21,9 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from lab import model  # noqa: E402
-from lab.containers.lxd import container_cgroups, ensure_image  # noqa: E402
+from lab.containers.image import ensure_image  # noqa: E402
 from lab.embedded import EmbeddedLab  # noqa: E402
+from lab.host.cgroups import container_cgroups  # noqa: E402
 
 TARGETS = {"netns": 10.0, "lxd": 20.0, "down": 5.0}
 
@@ -42,7 +43,7 @@ def memory_mib(elab: EmbeddedLab) -> float:
         out = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout
         pids |= {int(p) for p in out.split()}
     if elab.driver == "lxd":
-        from lab.containers.lxd import processes_using
+        from lab.containers.daemon import processes_using
 
         for tenant in elab.lab.tenants:
             pids |= set(processes_using(elab.lxd(tenant).daemon.lxd_dir))

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import time
+
+import pylxd.exceptions
 import pytest
 import requests
 
-from lab.containers.lxd import _await
+from lab.containers.container import _again_if_transient, _await
 
 
 def test_a_late_lxd_operation_is_awaited_again_not_run_again():
@@ -27,3 +30,40 @@ def test_a_late_lxd_operation_is_awaited_again_not_run_again():
     assert _await(op, timeout=1) == {"status": "Success"} and op.wait.asked == 3
     with pytest.raises(requests.exceptions.ReadTimeout):
         _await(Operation(late=3), timeout=1)
+
+
+class _Refusal(pylxd.exceptions.LXDAPIException):
+    def __init__(self, message: str) -> None:
+        super().__init__(None)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def _refuse(message: str):
+    def call() -> None:
+        raise _Refusal(message)
+    return call
+
+
+def test_a_transient_refusal_is_tried_again_up_to_four_times(monkeypatch):
+    pauses: list[float] = []
+    monkeypatch.setattr(time, "sleep", pauses.append)
+    calls: list[int] = []
+
+    def refused_twice() -> str:
+        calls.append(1)
+        if len(calls) <= 2:
+            raise _Refusal("Failed to begin transaction: context deadline exceeded")
+        return "done"
+
+    assert _again_if_transient(refused_twice) == "done" and pauses == [1, 3]
+    pauses.clear()
+    with pytest.raises(_Refusal):
+        _again_if_transient(_refuse("database is locked"))
+    assert pauses == [1, 3, 5]
+    pauses.clear()
+    with pytest.raises(_Refusal):
+        _again_if_transient(_refuse("Instance not found"))
+    assert pauses == []

@@ -9,7 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from lab import model
-from lab.containers.lxd import LxdContainer, LxdDaemon, ensure_image
+from lab.containers.container import LxdContainer
+from lab.containers.daemon import LxdDaemon
+from lab.containers.image import ensure_image
 from lab.substrate.base import CommandError, Result, Service, journal
 from lab.substrate.netns import NetnsLab
 

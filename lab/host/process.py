@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import psutil
@@ -81,6 +81,32 @@ def terminate(pids: Iterable[int], timeout: float = 5, first: int = 15) -> list[
         if not procs:
             break
     return [p.pid for p in procs]
+
+
+def environ(pid: int) -> dict[str, str]:
+    """A process's environment ({} if it is gone, a zombie or a kernel thread)."""
+    try:
+        return psutil.Process(pid).environ()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return {}
+
+
+def where(match: Callable[[psutil.Process], bool]) -> list[int]:
+    """Live processes other than this one for which match(process) holds; one that goes
+    while it is looked at is left out."""
+    found = []
+    for p in psutil.process_iter():
+        if p.pid == os.getpid():
+            continue
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            if match(p) and alive(p.pid):
+                found.append(p.pid)
+    return found
+
+
+def with_env(name: str, value: str) -> list[int]:
+    """Live processes whose environment has name=value (those a daemon spawned inherit it)."""
+    return where(lambda p: p.environ().get(name) == value)
 
 
 def pid_in(pidfile: Path) -> int | None:

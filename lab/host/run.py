@@ -23,3 +23,22 @@ def sh(argv: Sequence[str], *, input: str | None = None, check: bool = True,
 
 def _text(b: bytes | str | None) -> str:
     return b.decode(errors="replace") if isinstance(b, bytes) else (b or "")
+
+
+def run_to_end(argv: list[str]) -> None:
+    """subprocess.run(check=True), except on Ctrl-C or another error: subprocess.run would
+    SIGKILL the child after 0.25 s, leaving mmdebstrap's bind mounts of /dev and /sys in the
+    rootfs; SIGTERM lets it undo them first."""
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
+    try:
+        returncode = proc.wait()
+    except BaseException:
+        proc.terminate()
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        raise
+    if returncode:
+        raise subprocess.CalledProcessError(returncode, argv)

@@ -10,28 +10,27 @@ of its recipe: the same recipe is never built twice, a changed one is built anew
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import glob
-import hashlib
 import json
 import os
 import shutil
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab.containers import lxd
+from lab.containers import image as container_image
 from lab.debian import RELEASE
+from lab.host import cache as cached
+from lab.host.run import run_to_end
 
 CACHE = Path("/var/cache/vxlab/boxes")
 SOURCES = Path("/etc/apt/sources.list.d/debian.sources")
 # Vagrant's well-known public key: the box is a throwaway lab VM on an isolated network.
 INSECURE_KEY = "/usr/share/rubygems-integration/all/gems/vagrant-*/keys/vagrant.pub"
 IMAGES_DIR = "/var/lib/vxlab/images"  # where the VMs find the lab's container image
-IMAGE_CACHE = Path("/var/cache/vxlab/images")  # lxd.ensure_image's default
+IMAGE_CACHE = container_image.CACHE
 DISK_GB = 8  # sparse: LXD's btrfs pool file and containers live on it
 
 PACKAGES = (
@@ -184,7 +183,7 @@ def recipe(image: Path) -> dict:
 
 
 def recipe_key(image: Path) -> str:
-    return hashlib.sha256(json.dumps(recipe(image), sort_keys=True).encode()).hexdigest()[:16]
+    return cached.recipe_key(recipe(image))
 
 
 def box_for(image_name: str, cache: Path = CACHE) -> Box:
@@ -196,43 +195,29 @@ def box_for(image_name: str, cache: Path = CACHE) -> Box:
 def current(cache: Path = CACHE, images: Path = IMAGE_CACHE) -> Box | None:
     """The box the current recipe makes, without building anything (None if the container
     image is not built either)."""
-    found = sorted(images.glob(f"vxlab-{RELEASE}-*.tar"), key=lambda p: p.stat().st_mtime)
+    found = sorted(images.glob(f"{container_image.PREFIX}*.tar"), key=lambda p: p.stat().st_mtime)
     return box_for(found[-1].name, cache) if found else None
 
 
 def build(cache: Path = CACHE, progress: Callable[[str], None] = print, force: bool = False) -> Box:
     """Build the box unless the cache holds one of this recipe; return it.
 
-    Built in a temp dir next to the cache entry and renamed into place: an interrupted or
-    failed build leaves nothing behind (mmdebstrap's bind mounts included), and a box in the
-    cache is always whole.
+    lab.host.cache builds it aside and renames it into place: an interrupted or failed build
+    leaves nothing behind, and a box in the cache is always whole.
     """
-    image = lxd.ensure_image(progress=progress)
+    image = container_image.ensure_image(progress=progress)
     box = box_for(image.name, cache)
-    if box.exists() and not force:
+
+    def make(staging: Path) -> Path:
+        _Builder(staging, image, progress).build()
+        return staging / "box"
+
+    started = time.monotonic()
+    if not cached.build(box.dir, make, others=f"{RELEASE}-*", built=box.exists, force=force):
         progress(f"box {box.name} is up to date: {box.file}")
         return box
-    cache.mkdir(parents=True, exist_ok=True)
-    with open(cache / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # a second builder waits, then finds the box
-        if box.exists() and not force:
-            return box
-        for stale in cache.glob(".build-*"):  # of a build killed mid-way
-            lxd._remove_tree(stale)
-        staging = Path(tempfile.mkdtemp(prefix=".build-", dir=cache))
-        try:
-            started = time.monotonic()
-            _Builder(staging, image, progress).build()
-            if box.dir.exists():
-                shutil.rmtree(box.dir)  # force: replace the old build of this recipe
-            os.rename(staging / "box", box.dir)
-            progress(f"box {box.name} built in {time.monotonic() - started:.0f} s: {box.file} "
-                     f"({box.file.stat().st_size / 2**20:.0f} MiB)")
-        finally:
-            lxd._remove_tree(staging)
-        for old in cache.glob(f"{RELEASE}-*"):  # older recipes: 400 MB each
-            if old != box.dir:
-                shutil.rmtree(old)
+    progress(f"box {box.name} built in {time.monotonic() - started:.0f} s: {box.file} "
+             f"({box.file.stat().st_size / 2**20:.0f} MiB)")
     return box
 
 
@@ -282,7 +267,7 @@ class _Builder:
                 *(f"--customize-hook={h}" for h in HOOKS),
                 RELEASE, str(self.rootfs), str(SOURCES)]
         # Terminated (not killed) on Ctrl-C, so mmdebstrap undoes its bind mounts first.
-        lxd._run_to_end(argv)
+        run_to_end(argv)
 
     def _add_image(self) -> None:
         dest = self.rootfs / IMAGES_DIR.lstrip("/")
@@ -310,9 +295,9 @@ class _Builder:
         raw = self.staging / "root.raw"
         with open(raw, "wb") as f:
             f.truncate(DISK_GB * 2**30)
-        lxd._run_to_end(["mkfs.ext4", "-q", "-F", "-L", "root", "-d", str(self.rootfs), str(raw)])
+        run_to_end(["mkfs.ext4", "-q", "-F", "-L", "root", "-d", str(self.rootfs), str(raw)])
         # Compressed qcow2 (a third of the size); QEMU decompresses natively, not emulated.
-        lxd._run_to_end(["qemu-img", "convert", "-c", "-W", "-m", "2", "-O", "qcow2", str(raw),
+        run_to_end(["qemu-img", "convert", "-c", "-W", "-m", "2", "-O", "qcow2", str(raw),
                          str(self.staging / "box.img")])
         raw.unlink()
 
@@ -324,7 +309,7 @@ class _Builder:
             shutil.copyfile(self.out / name, self.staging / name)
         # A plain tar (the disk is the bulk, and gzip would take a minute for ~15%).
         partial = self.out / ".vxlab.box.partial"
-        lxd._run_to_end(["tar", "-C", str(self.staging), "-cf", str(partial), "--sparse",
+        run_to_end(["tar", "-C", str(self.staging), "-cf", str(partial), "--sparse",
                          "metadata.json", "Vagrantfile", "box.img", "vmlinuz", "initrd.img"])
         partial.rename(self.out / "vxlab.box")
         with contextlib.suppress(FileNotFoundError):

@@ -18,7 +18,7 @@ import urllib3
 from pylxd.client import get_session_for_url
 
 from lab import model
-from lab.containers.lxd import LxdContainer
+from lab.containers.container import LxdContainer
 from lab.containers.lxd_nodes import LxdNode
 from lab.substrate.vagrant import VagrantNode
 

@@ -17,8 +17,8 @@ import yaml
 from conftest import needs_root
 
 from lab import model
-from lab.containers.lxd import container_cgroups
 from lab.embedded import EmbeddedLab
+from lab.host.cgroups import container_cgroups
 
 pytestmark = [needs_root("keepalived", "dhcpd", "radvd", "ifup", "dnsmasq", "lxd"), pytest.mark.e2e]
 

@@ -14,13 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from lab.containers.lxd import (
-    LxdContainer,
-    LxdDaemon,
-    container_cgroups,
-    ensure_image,
-    processes_using,
-)
+from lab.containers.container import LxdContainer
+from lab.containers.daemon import LxdDaemon, processes_using
+from lab.containers.image import ensure_image
+from lab.host.cgroups import container_cgroups
 
 NETNS = "hlxd-t1"
 BRIDGE = "sw-vlan7"

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lab import internet, model, state
 from lab.embedded import EmbeddedLab
@@ -15,6 +16,9 @@ from lab.host.run import sh
 from lab.substrate.base import Node, Service
 from lab.substrate.netns import NetnsNode
 from provision import Target
+
+if TYPE_CHECKING:
+    from lab.drills import DhcpReport, GatewayReport
 
 
 class UsageError(Exception):
@@ -255,7 +259,7 @@ def check(elab: EmbeddedLab, group: str | None, wait: float, json_file: str | No
 # -- drills ---------------------------------------------------------------------------------------
 
 def drill(elab: EmbeddedLab, tenant: str, mode: str, family: str, deadline: float | None,
-          json_file: str | None, plot_file: str | None, progress) -> dict:
+          json_file: str | None, plot_file: str | None, progress) -> GatewayReport:
     from lab import drills
 
     if deadline is None:  # VRRP's pace: slower timing (emulated VMs) gets longer
@@ -265,7 +269,7 @@ def drill(elab: EmbeddedLab, tenant: str, mode: str, family: str, deadline: floa
     except drills.DrillError as e:
         raise UsageError(str(e)) from None
     if json_file:
-        Path(json_file).write_text(json.dumps(report, indent=1))
+        Path(json_file).write_text(report.to_json())
     if plot_file:
         from lab import plot
 
@@ -273,7 +277,7 @@ def drill(elab: EmbeddedLab, tenant: str, mode: str, family: str, deadline: floa
     return report
 
 
-def dhcp_drill(elab: EmbeddedLab, deadline: float, json_file: str | None, progress) -> dict:
+def dhcp_drill(elab: EmbeddedLab, deadline: float, json_file: str | None, progress) -> DhcpReport:
     from lab import drills
 
     try:
@@ -281,5 +285,5 @@ def dhcp_drill(elab: EmbeddedLab, deadline: float, json_file: str | None, progre
     except drills.DrillError as e:
         raise UsageError(str(e)) from None
     if json_file:
-        Path(json_file).write_text(json.dumps(report, indent=1))
+        Path(json_file).write_text(report.to_json())
     return report

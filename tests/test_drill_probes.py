@@ -3,7 +3,7 @@ into one (send time, replied) per probe, and the outages in it."""
 
 from __future__ import annotations
 
-from lab.drills import outages, parse_ping
+from lab.drills import Outage, outages, parse_ping
 
 T0 = 1000.0
 
@@ -52,14 +52,14 @@ def test_an_outage_that_lasts_to_the_end_is_reported():
     lines += [no_answer(T0 + 0.2 * i, i) for i in range(11, 40)]
     series = parse_ping(ping_output(lines), T0, interval=0.2)
     (o,) = outages(series, restore_t=float("inf"))
-    assert o["end"] is None and o["ms"] is None and o["lost"] >= 20 and o["phase"] == "failover"
+    assert o.end is None and o.ms is None and o.lost >= 20 and o.phase == "failover"
 
 
 def test_outages_are_runs_of_lost_probes_split_by_the_restore():
     series = [(0.0, True), (0.2, False), (0.4, False), (0.6, True), (5.0, True), (5.2, False), (5.4, True)]
     first, second = outages(series, restore_t=3.0)
-    assert first == {"start": 0.2, "end": 0.6, "ms": 400, "lost": 2, "phase": "failover"}
-    assert second == {"start": 5.2, "end": 5.4, "ms": 200, "lost": 1, "phase": "failback"}
+    assert first == Outage(start=0.2, end=0.6, ms=400, lost=2, phase="failover")
+    assert second == Outage(start=5.2, end=5.4, ms=200, lost=1, phase="failback")
 
 
 def test_nothing_recorded_is_an_empty_series():

@@ -64,3 +64,20 @@ def test_outages_are_runs_of_lost_probes_split_by_the_restore():
 
 def test_nothing_recorded_is_an_empty_series():
     assert parse_ping("PING 9.9.9.9 (9.9.9.9) 56(84) bytes of data.\n", T0) == []
+
+
+def test_the_radvd_drill_reads_removals_from_the_clients_kernel():
+    import ipaddress
+    from datetime import datetime
+
+    from lab.drills.radvd import removals
+
+    t0 = datetime.fromisoformat("2025-01-01T10:00:00").timestamp()
+    text = "\n".join([
+        "[2025-01-01T10:00:02.500000] Deleted default via fe80:7::de dev eth0 proto ra metric 1024",
+        "[2025-01-01T10:00:02.550000] default via fe80:7::de dev eth0 proto ra metric 1024 pref medium",
+        "[2025-01-01T10:00:03.000000] Deleted 5: eth0    inet6 2001:db8:7::5/64 scope global dynamic",
+        "[2025-01-01T10:00:04.000000] Deleted 5: eth0    inet6 fe80::1/64 scope link",
+        "[2025-01-01T10:00:05.000000] Deleted default via fe80::99 dev eth0 proto ra metric 1024"])
+    assert removals(text, t0, ipaddress.ip_network("2001:db8:7::/64"), "fe80:7::de") == [
+        (2.5, "default route via the v6 VIP removed"), (3.0, "SLAAC address 2001:db8:7::5 removed")]

@@ -77,6 +77,7 @@ class Drill:
         self.watch = Watch(self.access, self.t0, leaves_vips=self.fault.leaves_vips,
                            observe=self.fault.observe)
         self.timeline = Timeline(self.t0, self.progress)
+        self.recorders = self.fault.background()
         injected = None
         try:
             self._start_probers()
@@ -90,7 +91,7 @@ class Drill:
             if injected is not None and self.restored is None:
                 self.fault.restore()
             self.watch.stopping.set()
-            parallel(Background.stop, [*self.probes.values(), self.stream])
+            parallel(Background.stop, [*self.probes.values(), self.stream, *self.recorders])
             time.sleep(0.3)
         self.watch.join(timeout=2)
         return self._report()
@@ -103,7 +104,7 @@ class Drill:
                                            str(TCP_PORT), internet.root + "/var/log/tcpsink.log")))
 
     def _start_probers(self) -> None:
-        parallel(Background.start, [*self.probes.values(), self.stream])
+        parallel(Background.start, [*self.probes.values(), self.stream, *self.recorders])
         self.watch.start()
         self.timeline.mark(f"probes from {len(self.containers)} containers (IPv4 and IPv6, every "
                            f"{self.interval * 1000:.0f} ms), TCP stream from {self.stream_from}", "host")
@@ -190,7 +191,8 @@ class Drill:
             self.problems.append(f"the TCP stream from {self.stream_from} did not survive: "
                                  f"{report.tcp.detail}")
         self.problems += [f"{what} (at {t:.2f} s)" for what, t in self.watch.observed.items()]
-        self.problems += self.fault.judge(report)
+        self.problems += self.fault.judge(report, self.t0)
+        parallel(Background.remove, self.recorders)
         report.problems, report.ok = self.problems, not self.problems
         return report
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from lab.drills.access import DrillError, LabAccess
+from lab.drills.probes import Background
 from lab.drills.report import GatewayReport
 
 CHAIN = "vxlab-drill"
@@ -66,12 +67,17 @@ class Mode:
         master = self.lab.master()
         return self.lab.peer(self.tenant) if self.moves_gateway and master == self.tenant else master
 
+    def background(self) -> list[Background]:
+        """The mode's own recorders, run on the nodes alongside the probers throughout."""
+        return []
+
     def observe(self) -> list[str]:
         """What is wrong right now for this mode (polled throughout the drill)."""
         return []
 
-    def judge(self, report: GatewayReport) -> list[str]:
-        """Problems in the finished report beyond the drill's common checks."""
+    def judge(self, report: GatewayReport, t0: float) -> list[str]:
+        """Problems in the finished report (and the mode's recorders, stopped now; t0: the
+        drill's start, epoch seconds) beyond the drill's common checks."""
         return []
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from invoke import Collection, Exit, task
 
-from lab import commands, model, ui
+from lab import commands, drills, model, ui
 from lab.commands import UsageError
 from lab.render import FORMS, render, write
 
@@ -191,8 +191,7 @@ def test_router(c, lab=None, json=None, junit=None, wait=30, substrate=None):
     _check(lab, "router", json, junit, wait, substrate)
 
 
-DRILL_HELP = {"lab": LAB, "mode": "probe (the seed's: blind the health check), uplink (drop what "
-              "the tenant sends to the Internet) or crash (kill its keepalived)",
+DRILL_HELP = {"lab": LAB, "mode": drills.help_text(),
               "family": "uplink mode: 4, 6 or both", "json": "write the report as JSON to this file",
               "plot": "draw the timeline to this PNG or SVG file",
               "deadline": "seconds allowed for the takeover, twice that for the way back to the "
@@ -203,10 +202,8 @@ DRILL_HELP = {"lab": LAB, "mode": "probe (the seed's: blind the health check), u
 def _drill(lab, tenant, mode, family, json, plot, deadline, substrate=None):
     report = _guard(commands.drill, _lab(lab, substrate), tenant, mode, str(family),
                     None if deadline is None else float(deadline), json, plot, _say)
-    from lab.drills import summary
-
-    print(summary(report))
-    if not report["ok"]:
+    print(drills.summary(report))
+    if not report.ok:
         raise Exit(code=1)
 
 
@@ -276,13 +273,11 @@ def graph_(c, lab=None, format="svg", out=None, live=False):
                          "out": "PNG or SVG to write (default: the report's path with .png)"})
 def plot_(c, report, out=None):
     """Draw a drill report as a timeline: replies per container and family, outages, events."""
-    import json
-
     from lab import plot  # here: matplotlib is slow to import, and only this task needs it
 
     src = Path(report)
     try:
-        data = json.loads(src.read_text())
+        data = drills.GatewayReport.from_json(src.read_text())
     except (OSError, ValueError) as e:
         raise Exit(f"cannot read the drill report {src}: {e}", code=2) from None
     try:
@@ -309,11 +304,9 @@ ns.add_collection(Collection("test", test_connectivity, test_addressing, test_ga
                          "deadline": "seconds allowed for the new lease", "substrate": SUBSTRATE})
 def failover_dhcp(c, lab=None, json=None, deadline=30, substrate=None):
     """Stop the primary DHCP server: a client still gets a lease, from the secondary."""
-    from lab.drills import dhcp_summary
-
     report = _guard(commands.dhcp_drill, _lab(lab, substrate), float(deadline), json, _say)
-    print(dhcp_summary(report))
-    if not report["ok"]:
+    print(drills.dhcp_summary(report))
+    if not report.ok:
         raise Exit(code=1)
 
 

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lab import lifecycle, model, roles
 from lab.embedded import EmbeddedLab
@@ -17,6 +18,9 @@ from lab.roles import Target, client, dhcp, internet, tenant
 from lab.substrate.base import Node, Runtime, Service
 from lab.topology import Topology
 from lab.ui import Reporter
+
+if TYPE_CHECKING:
+    from lab.drills import DhcpReport, GatewayReport
 
 
 class UsageError(Exception):
@@ -238,7 +242,7 @@ def check(elab: Runtime, group: str | None, wait: float, json_file: str | None,
 # -- drills ---------------------------------------------------------------------------------------
 
 def drill(elab: Runtime, tenant: str, mode: str, family: str, deadline: float | None,
-          json_file: str | None, plot_file: str | None, progress) -> dict:
+          json_file: str | None, plot_file: str | None, progress) -> GatewayReport:
     from lab import drills
 
     if deadline is None:  # VRRP's pace: slower timing (emulated VMs) gets longer
@@ -248,7 +252,7 @@ def drill(elab: Runtime, tenant: str, mode: str, family: str, deadline: float | 
     except drills.DrillError as e:
         raise UsageError(str(e)) from None
     if json_file:
-        Path(json_file).write_text(json.dumps(report, indent=1))
+        Path(json_file).write_text(report.to_json())
     if plot_file:
         from lab import plot
 
@@ -256,7 +260,7 @@ def drill(elab: Runtime, tenant: str, mode: str, family: str, deadline: float | 
     return report
 
 
-def dhcp_drill(elab: Runtime, deadline: float, json_file: str | None, progress) -> dict:
+def dhcp_drill(elab: Runtime, deadline: float, json_file: str | None, progress) -> DhcpReport:
     from lab import drills
 
     try:
@@ -264,5 +268,5 @@ def dhcp_drill(elab: Runtime, deadline: float, json_file: str | None, progress) 
     except drills.DrillError as e:
         raise UsageError(str(e)) from None
     if json_file:
-        Path(json_file).write_text(json.dumps(report, indent=1))
+        Path(json_file).write_text(report.to_json())
     return report

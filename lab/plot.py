@@ -1,7 +1,7 @@
 """A drill's timeline: probe replies per container and family, outages shaded, events marked.
 
 `figure(report)` builds the matplotlib Figure (what the tests inspect); `plot(report, out)` saves
-it as PNG or SVG. The report is the JSON a drill writes (times in seconds on the prober's clock,
+it as PNG or SVG. The report is a drill's GatewayReport (times in seconds on the prober's clock,
 t=0 when the drill starts). Rendering uses the Agg canvas directly: no GUI, no pyplot state.
 """
 
@@ -13,6 +13,8 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from lab.drills.report import Event, GatewayReport, Outage
+
 FORMATS = {".png": "png", ".svg": "svg"}
 EVENTS = "events"  # the label of the events' axes; probe axes are labelled "<container> IPv<family>"
 
@@ -20,21 +22,16 @@ _OK, _LOST, _OUTAGE, _EVENT = "#2e7d32", "#c62828", "#ef9a9a", "#37474f"
 _ROW_HEIGHT, _EVENT_HEIGHT, _WIDTH = 0.85, 0.32, 11.0  # inches
 
 
-def rows(report: dict) -> list[tuple[str, str]]:
-    """(container, family) of every probe series, in report order, families sorted (4 before 6)."""
-    return [(c, fam) for c, fams in report.get("probes", {}).items() for fam in sorted(fams)]
-
-
 def series_label(container: str, family: str) -> str:
     return f"{container} IPv{family}"
 
 
-def figure(report: dict) -> Figure:
+def figure(report: GatewayReport) -> Figure:
     """The drill's timeline: an events strip on top, then one row per container and family."""
-    series = rows(report)
+    series = report.rows()
     if not series:
         raise ValueError("the drill report has no probes to draw")
-    events = report.get("events", [])
+    events = report.events
     heights = [max(1, len(events)) * _EVENT_HEIGHT, *([_ROW_HEIGHT] * len(series))]
     fig = Figure(figsize=(_WIDTH, sum(heights) + 1.3), layout="constrained")
     FigureCanvasAgg(fig)  # Agg explicitly: the same output on any machine, headless
@@ -44,12 +41,12 @@ def figure(report: dict) -> Figure:
     for ax, (container, family) in zip(axes[1:], series, strict=True):
         _probe_row(ax, report, container, family, end)
     axes[-1].set_xlim(0, end)
-    axes[-1].set_xlabel(f"t (s): {report.get('clock', 'seconds since the drill started')}")
+    axes[-1].set_xlabel(f"t (s): {report.clock}")
     fig.suptitle(_title(report), fontsize=11)
     return fig
 
 
-def plot(report: dict, out: Path) -> Path:
+def plot(report: GatewayReport, out: Path) -> Path:
     """Draw the drill report to `out`; the suffix (.png, .svg) picks the format."""
     out = Path(out)
     fmt = FORMATS.get(out.suffix.lower())
@@ -61,14 +58,14 @@ def plot(report: dict, out: Path) -> Path:
 
 # -- the parts ---------------------------------------------------------------------------------
 
-def _end(report: dict) -> float:
+def _end(report: GatewayReport) -> float:
     """The time axis ends after the last probe or event (whichever comes later)."""
-    times = [t for fams in report["probes"].values() for pts in fams.values() for t, _ in pts]
-    times += [e["t"] for e in report.get("events", [])]
+    times = [p.t for fams in report.probes.values() for pts in fams.values() for p in pts]
+    times += [e.t for e in report.events]
     return max(times, default=1.0) + 0.5
 
 
-def _events_strip(ax: Axes, events: list[dict], end: float) -> None:
+def _events_strip(ax: Axes, events: list[Event], end: float) -> None:
     """One line per event, so labels of events a few ms apart never overlap; labels of late
     events go left of their mark, so they stay inside the figure."""
     ax.set_label(EVENTS)
@@ -77,59 +74,51 @@ def _events_strip(ax: Axes, events: list[dict], end: float) -> None:
     ax.set_frame_on(False)
     ax.tick_params(axis="x", length=0)
     for i, e in enumerate(events):
-        ax.plot([e["t"]], [i], marker="v", color=_EVENT, label="_event")
-        ax.axvline(e["t"], color=_EVENT, linewidth=0.6, linestyle=":", label="_event")
-        left = e["t"] > 0.6 * end
-        where = f" ({e['node']})" if e.get("node") and e["node"] not in e["what"] else ""
-        clock = "" if e.get("clock", "prober") == "prober" else f", {e['clock']} clock"
-        ax.annotate(f"{e['t']:.2f} s  {e['what']}{where}{clock}", (e["t"], i), xytext=(-6 if left else 6, 0),
+        ax.plot([e.t], [i], marker="v", color=_EVENT, label="_event")
+        ax.axvline(e.t, color=_EVENT, linewidth=0.6, linestyle=":", label="_event")
+        left = e.t > 0.6 * end
+        where = f" ({e.node})" if e.node and e.node not in e.what else ""
+        clock = "" if e.clock == "prober" else f", {e.clock} clock"
+        ax.annotate(f"{e.t:.2f} s  {e.what}{where}{clock}", (e.t, i), xytext=(-6 if left else 6, 0),
                     textcoords="offset points", va="center", ha="right" if left else "left", fontsize=8,
                     bbox={"facecolor": "white", "edgecolor": "none", "pad": 0.5})
 
 
-def _probe_row(ax: Axes, report: dict, container: str, family: str, axis_end: float) -> None:
-    points = report["probes"][container][family]
-    t = [p[0] for p in points]
-    ok = [1 if p[1] else 0 for p in points]
+def _probe_row(ax: Axes, report: GatewayReport, container: str, family: str, axis_end: float) -> None:
+    points = report.probes[container][family]
+    t = [p.t for p in points]
+    ok = [1 if p.replied else 0 for p in points]
     ax.set_label(series_label(container, family))
     # One series per row: a step line between reply (1) and loss (0), dots where probes were lost.
     ax.step(t, ok, where="post", color=_OK, linewidth=1.2, label=series_label(container, family))
     lost = [x for x, y in zip(t, ok, strict=True) if not y]
     ax.plot(lost, [0] * len(lost), linestyle="none", marker="|", color=_LOST, label="_lost")
-    for o in _outages(report, container, family):
-        end = o.get("end") if o.get("end") is not None else (t[-1] if t else o["start"])
-        ax.axvspan(o["start"], end, color=_OUTAGE, alpha=0.6, linewidth=0)
+    for o in report.outages_of(container, family):
+        end = o.end if o.end is not None else (t[-1] if t else o.start)
+        ax.axvspan(o.start, end, color=_OUTAGE, alpha=0.6, linewidth=0)
         # A wide span holds its text; a narrow one gets it on its right.
-        wide = end - o["start"] > 0.15 * axis_end
-        ax.annotate(_outage_text(o), ((o["start"] + end) / 2 if wide else end, 0.5),
+        wide = end - o.start > 0.15 * axis_end
+        ax.annotate(_outage_text(o), ((o.start + end) / 2 if wide else end, 0.5),
                     xytext=(0 if wide else 4, 0), textcoords="offset points",
                     ha="center" if wide else "left", va="center", fontsize=7, color=_LOST)
-    for e in report.get("events", []):
-        ax.axvline(e["t"], color=_EVENT, linewidth=0.6, linestyle=":", label="_event")
+    for e in report.events:
+        ax.axvline(e.t, color=_EVENT, linewidth=0.6, linestyle=":", label="_event")
     ax.set_ylim(-0.25, 1.25)
     ax.set_yticks([0, 1], ["lost", "reply"], fontsize=7)
     ax.set_ylabel(series_label(container, family), rotation=0, ha="right", va="center", fontsize=8)
 
 
-def _outages(report: dict, container: str, family: str) -> list[dict]:
-    return [o for o in report.get("outages", [])
-            if o.get("container") == container and str(o.get("family")) == family]
-
-
-def _outage_text(o: dict) -> str:
-    ms = o.get("ms", round((o["end"] - o["start"]) * 1000) if o.get("end") is not None else None)
-    parts = [f"{ms} ms" if ms is not None else "open", f"{o['lost']} lost" if "lost" in o else "",
-             o.get("phase", "")]
+def _outage_text(o: Outage) -> str:
+    parts = [f"{o.ms} ms" if o.ms is not None else "open", f"{o.lost} lost", o.phase]
     return ", ".join(p for p in parts if p)
 
 
-def _title(report: dict) -> str:
-    verdict = "ok" if report.get("ok") else "FAILED"
-    head = (f"{report.get('drill', 'drill')} (lab {report.get('lab', '?')}, tenant "
-            f"{report.get('tenant', '?')}, {report.get('mode', '?')}): {verdict}")
-    tcp = report.get("tcp")
+def _title(report: GatewayReport) -> str:
+    verdict = "ok" if report.ok else "FAILED"
+    head = (f"{report.drill} (lab {report.lab or '?'}, tenant {report.tenant or '?'}, "
+            f"{report.mode or '?'}): {verdict}")
+    tcp = report.tcp
     if tcp:
-        fate = "survived" if tcp.get("survived") else "broke"
-        head += f"; TCP from {tcp.get('container')} {fate}, {tcp.get('resets', 0)} resets"
-    problems = report.get("problems") or []
-    return head + "".join(f"\nproblem: {p}" for p in problems)
+        fate = "survived" if tcp.survived else "broke"
+        head += f"; TCP from {tcp.container} {fate}, {tcp.resets} resets"
+    return head + "".join(f"\nproblem: {p}" for p in report.problems)

@@ -3,7 +3,7 @@ into one (send time, replied) per probe, and the outages in it."""
 
 from __future__ import annotations
 
-from lab.drills import outages, parse_ping
+from lab.drills import Outage, outages, parse_ping
 
 T0 = 1000.0
 
@@ -52,15 +52,32 @@ def test_an_outage_that_lasts_to_the_end_is_reported():
     lines += [no_answer(T0 + 0.2 * i, i) for i in range(11, 40)]
     series = parse_ping(ping_output(lines), T0, interval=0.2)
     (o,) = outages(series, restore_t=float("inf"))
-    assert o["end"] is None and o["ms"] is None and o["lost"] >= 20 and o["phase"] == "failover"
+    assert o.end is None and o.ms is None and o.lost >= 20 and o.phase == "failover"
 
 
 def test_outages_are_runs_of_lost_probes_split_by_the_restore():
     series = [(0.0, True), (0.2, False), (0.4, False), (0.6, True), (5.0, True), (5.2, False), (5.4, True)]
     first, second = outages(series, restore_t=3.0)
-    assert first == {"start": 0.2, "end": 0.6, "ms": 400, "lost": 2, "phase": "failover"}
-    assert second == {"start": 5.2, "end": 5.4, "ms": 200, "lost": 1, "phase": "failback"}
+    assert first == Outage(start=0.2, end=0.6, ms=400, lost=2, phase="failover")
+    assert second == Outage(start=5.2, end=5.4, ms=200, lost=1, phase="failback")
 
 
 def test_nothing_recorded_is_an_empty_series():
     assert parse_ping("PING 9.9.9.9 (9.9.9.9) 56(84) bytes of data.\n", T0) == []
+
+
+def test_the_radvd_drill_reads_removals_from_the_clients_kernel():
+    import ipaddress
+    from datetime import datetime
+
+    from lab.drills.radvd import removals
+
+    t0 = datetime.fromisoformat("2025-01-01T10:00:00").timestamp()
+    text = "\n".join([
+        "[2025-01-01T10:00:02.500000] Deleted default via fe80:7::de dev eth0 proto ra metric 1024",
+        "[2025-01-01T10:00:02.550000] default via fe80:7::de dev eth0 proto ra metric 1024 pref medium",
+        "[2025-01-01T10:00:03.000000] Deleted 5: eth0    inet6 2001:db8:7::5/64 scope global dynamic",
+        "[2025-01-01T10:00:04.000000] Deleted 5: eth0    inet6 fe80::1/64 scope link",
+        "[2025-01-01T10:00:05.000000] Deleted default via fe80::99 dev eth0 proto ra metric 1024"])
+    assert removals(text, t0, ipaddress.ip_network("2001:db8:7::/64"), "fe80:7::de") == [
+        (2.5, "default route via the v6 VIP removed"), (3.0, "SLAAC address 2001:db8:7::5 removed")]

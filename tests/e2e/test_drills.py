@@ -1,10 +1,10 @@
 """The failover drills on the embedded lab (light containers), each mode on both tenants, and
 the DHCP failover drill. Figures asserted are the ones users rely on: the seed's drill loses
-nothing, a real uplink loss costs about VRRP's detection time, failback loses nothing."""
+nothing, a real uplink loss costs about VRRP's detection time, failback loses nothing, a
+restart of radvd costs the SLAAC clients nothing."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -29,19 +29,19 @@ def elab(lab_file):
     yield from running_lab(lab_file)
 
 
-def lost(report: dict, phase: str, family: str | None = None) -> dict[tuple[str, str], int]:
+def lost(report: drills.GatewayReport, phase: str, family: str | None = None) -> dict[tuple[str, str], int]:
     out: dict[tuple[str, str], int] = {}
-    for o in report["outages"]:
-        if o["phase"] == phase and family in (None, o["family"]):
-            out[(o["container"], o["family"])] = out.get((o["container"], o["family"]), 0) + o["lost"]
+    for o in report.outages:
+        if o.phase == phase and family in (None, o.family):
+            out[(o.container, o.family)] = out.get((o.container, o.family), 0) + o.lost
     return out
 
 
-def longest_ms(report: dict, phase: str, family: str) -> dict[str, int]:
+def longest_ms(report: drills.GatewayReport, phase: str, family: str) -> dict[str, int]:
     out: dict[str, int] = {}
-    for o in report["outages"]:
-        if o["phase"] == phase and o["family"] == family:
-            out[o["container"]] = max(out.get(o["container"], 0), o["ms"] or 10**6)
+    for o in report.outages:
+        if o.phase == phase and o.family == family:
+            out[o.container] = max(out.get(o.container, 0), o.ms or 10**6)
     return out
 
 
@@ -60,13 +60,12 @@ def probes_left(elab) -> list[str]:
     return left
 
 
-def check_common(report: dict, expected_gateway: str, elab) -> None:
-    assert report["ok"], drills.summary(report)
+def check_common(report: drills.GatewayReport, expected_gateway: str, elab) -> None:
+    assert report.ok, drills.summary(report)
     assert probes_left(elab) == []
-    assert report["expected_gateway"] == expected_gateway
-    assert report["tcp"]["survived"], report["tcp"]
-    assert len(report["probes"]) == 6 and all(len(s) > 100 for f in report["probes"].values()
-                                             for s in f.values())
+    assert report.expected_gateway == expected_gateway
+    assert report.tcp.survived, report.tcp
+    assert len(report.probes) == 6 and all(len(s) > 100 for f in report.probes.values() for s in f.values())
     # failback without loss (a probe or two may cross the instant both tenants switch)
     assert all(n <= 2 for n in lost(report, "failback").values()), lost(report, "failback")
 
@@ -77,10 +76,10 @@ def test_seed_drill_green_loses_nothing(elab, lab_file, tmp_path):
     p = subprocess.run([sys.executable, "-m", "invoke", "failover.green", "--lab", str(lab_file),
                         "--json", str(out)], cwd=ROOT, capture_output=True, text=True)
     assert p.returncode == 0, p.stdout + p.stderr
-    report = json.loads(out.read_text())
+    report = drills.GatewayReport.from_json(out.read_text())
     check_common(report, "blueVM", elab)
     assert lost(report, "failover") == {}, drills.summary(report)
-    whats = [e["what"] for e in report["events"]]
+    whats = [e.what for e in report.events]
     assert any("greenVM enters FAULT" in w for w in whats)
     assert any("blueVM enters MASTER" in w for w in whats)
     assert any(w.startswith("VIPs arrive on blueVM") for w in whats)
@@ -96,7 +95,7 @@ def test_green_uplink_loss_costs_the_detection_time(elab, family):
         ms = longest_ms(report, "failover", fam)
         if fam in ("6",) or family == "both":
             # every container loses about fall x interval (3 s) + takeover, not more
-            assert set(ms) == set(report["probes"]), (fam, ms)
+            assert set(ms) == set(report.probes), (fam, ms)
             assert all(2000 <= v <= 6000 for v in ms.values()), (fam, ms)
         else:  # an IPv6-only loss leaves IPv4 untouched, yet the gateway moves (both tracked)
             assert ms == {}, (fam, ms)
@@ -105,23 +104,33 @@ def test_green_uplink_loss_costs_the_detection_time(elab, family):
 def test_green_keepalived_crash_taken_over_within_master_down(elab):
     report = drills.run(elab, "green", "crash")
     check_common(report, "blueVM", elab)
-    assert report["takeover_s"] is not None
-    assert report["takeover_s"] <= report["master_down_s"] + 1.0, report["takeover_s"]
+    assert report.takeover_s is not None
+    assert report.takeover_s <= report.master_down_s + 1.0, report.takeover_s
     assert lost(report, "failover") == {}  # the crashed tenant still forwards with stale VIPs
 
 
-@pytest.mark.parametrize("mode", ["probe", "uplink", "crash"])
+def test_green_radvd_crash_on_the_master_costs_the_slaac_clients_nothing(elab):
+    report = drills.run(elab, "green", "radvd")
+    print(drills.summary(report))  # its figures, with -rA
+    assert any("radvd on greenVM is killed" in e.what for e in report.events)
+    check_common(report, "greenVM", elab)  # no problem: no route or address removed, even briefly
+    assert all(n <= 2 for n in lost(report, "failover", "6").values()), drills.summary(report)
+    assert not any(e.what.startswith("VIPs arrive on blueVM") for e in report.events)
+
+
+@pytest.mark.parametrize("mode", ["probe", "uplink", "crash", "radvd"])
 def test_blue_is_backup_so_the_gateway_stays_on_green(elab, mode):
     report = drills.run(elab, "blue", mode)
+    print(drills.summary(report))  # its figures, with -rA
     check_common(report, "greenVM", elab)
     assert lost(report, "failover") == {}, drills.summary(report)
-    assert not any(e["what"].startswith("VIPs arrive on blueVM") for e in report["events"])
+    assert not any(e.what.startswith("VIPs arrive on blueVM") for e in report.events)
 
 
 def test_dhcp_primary_down_secondary_gives_the_lease(elab):
     report = drills.dhcp(elab)
-    assert report["ok"], drills.dhcp_summary(report)
-    assert report["lease_s"] is not None and report["lease_s"] < 10
+    assert report.ok, drills.dhcp_summary(report)
+    assert report.lease_s is not None and report.lease_s < 10
 
 
 def test_drill_refused_on_a_lab_not_in_its_initial_state(elab):

@@ -143,10 +143,10 @@ def test_the_seeds_drill_and_the_dhcp_drill(elab):
     from lab import drills
 
     report = drills.run(elab, "green", "probe")
-    assert report["ok"], drills.summary(report)
-    assert report["outages"] == [], drills.summary(report)
+    assert report.ok, drills.summary(report)
+    assert report.outages == [], drills.summary(report)
     dhcp = drills.dhcp(elab)
-    assert dhcp["ok"], drills.dhcp_summary(dhcp)
+    assert dhcp.ok, drills.dhcp_summary(dhcp)
 
 
 def processes(netns: str) -> list[str]:

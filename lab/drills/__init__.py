@@ -1,0 +1,22 @@
+"""Failover drills: take something away from a tenant (a fault mode), prove the gateway moves
+(or stays) with connectivity intact, give it back, prove the lab returns to its initial state;
+and the DHCP failover drill. Reports are data (lab/drills/report.py) that round-trip JSON.
+
+    access.py   the running lab as the drills see it (the only place that reaches into it)
+    modes.py    the fault modes' registry: probe, uplink, crash; radvd.py is one more
+    probes.py   probers on the nodes (ping, TCP stream) and reading them into outages
+    watch.py    the timeline, the VIP/flow-mark watch, the VRRP transitions
+    gateway.py  the failover drill;  dhcp.py  the DHCP failover drill
+"""
+
+from lab.drills import radvd  # noqa: F401  (registers its mode)
+from lab.drills.access import DrillError
+from lab.drills.dhcp import run as dhcp
+from lab.drills.gateway import FAMILIES, run
+from lab.drills.modes import MODES, Mode, help_text, register
+from lab.drills.probes import outages, parse_ping
+from lab.drills.report import DhcpReport, GatewayReport, Outage, Probe, dhcp_summary, summary
+
+__all__ = ["FAMILIES", "MODES", "DhcpReport", "DrillError", "GatewayReport", "Mode", "Outage", "Probe",
+           "dhcp", "dhcp_summary", "help_text", "outages", "parse_ping", "register", "run",
+           "summary"]

@@ -1,0 +1,94 @@
+"""The running lab as the drills see it: every read of it and every action on it outside a
+node's own commands goes through here (the lab's runtime, its deployment, the roles' services
+and facts), so that a change of that surface is a change of this module only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from lab.deployment import Deployment
+from lab.model import Lab
+from lab.roles import Target, client, dhcp, tenant
+from lab.substrate.base import Node, Runtime, Service
+
+
+class DrillError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class LabAccess:
+    runtime: Runtime
+    _targets: dict[str, Target] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def lab(self) -> Lab:
+        return self.runtime.lab
+
+    @property
+    def deployment(self) -> Deployment:
+        return self.runtime.deployment
+
+    @property
+    def probe_interval(self) -> float:
+        return self.deployment.probe_interval
+
+    def master_down(self, tenant: str) -> float:
+        """VRRP's master-down interval for this tenant as a backup, at the deployment's pace."""
+        return self.deployment.master_down(self.lab, tenant)
+
+    def node(self, name: str) -> Node:
+        return self.runtime.node(name)
+
+    def problems(self) -> list[str]:
+        """What keeps the lab from its initial (converged) state."""
+        return self.runtime.problems()
+
+    def require_initial_state(self) -> None:
+        initial = self.problems()
+        if initial:
+            raise DrillError("the lab is not in its initial state, drill refused:\n  " + "\n  ".join(initial))
+
+    # -- state ------------------------------------------------------------------------------------
+
+    def vip_holders(self) -> dict[str, list[str]]:
+        """Tenant name -> the VIPs it holds."""
+        return tenant.holders(self.lab, self.node)
+
+    def client_state(self, name: str) -> client.Addressing:
+        return client.addressing(self.lab, self.node(name))
+
+    def transitions(self, name: str, since: float) -> list[tuple[float, str]]:
+        """A tenant's VRRP transitions since `since` (its own clock), as its notify script wrote them."""
+        return tenant.transitions(self.node(self.lab.tenants[name].vm).read(tenant.TRANSITIONS) or "", since)
+
+    # -- the roles' services ----------------------------------------------------------------------
+
+    def _target(self, name: str) -> Target:
+        """The node's provisioning target (rendered once: the drills poll through it)."""
+        if name not in self._targets:
+            self._targets[name] = Target.of(self.lab, self.lab.node(name), self.node(name), self.deployment)
+        return self._targets[name]
+
+    def tenant_service(self, name: str, service: str) -> Service:
+        """A tenant VM's daemon by name: radvd or keepalived."""
+        found = {s.name: s for s in tenant.services(self._target(self.lab.tenants[name].vm))}
+        return found[service]
+
+    def keepalived_pidfiles(self) -> tuple[str, ...]:
+        """keepalived's VRRP child first, then its parent (a crash kills both)."""
+        return ("/run/keepalived_vrrp.pid", tenant.DAEMONS["keepalived"])
+
+    def radvd_pidfile(self) -> str:
+        return tenant.DAEMONS["radvd"]
+
+    def dhcpd(self, server: str) -> Service:
+        return dhcp.dhcpd(self._target(server))
+
+    def lease_server(self, name: str) -> str | None:
+        """The DHCP server the client's lease came from."""
+        return client.lease_server(self._target(name))
+
+    def new_lease(self, name: str) -> None:
+        """The client drops its lease and asks for a new one."""
+        client.new_lease(self._target(name))

@@ -1,0 +1,71 @@
+"""The DHCP failover drill: stop the primary DHCP server; a client the primary served gets a
+new lease from the secondary (timed); start the primary again; both back to failover state
+normal."""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from collections.abc import Callable
+
+from lab.drills.access import LabAccess, Runtime
+from lab.drills.probes import INTERVAL
+from lab.drills.report import DhcpReport
+from lab.drills.watch import Timeline
+from lab.host.wait import until
+
+
+def run(runtime: Runtime, deadline: float = 30, progress: Callable[[str], None] = lambda m: None
+        ) -> DhcpReport:
+    access = LabAccess(runtime)
+    lab = access.lab
+    access.require_initial_state()
+    servers = lab.dhcp_servers()
+    primary, secondary = servers["primary"], servers["secondary"]
+    clients = [c for t in lab.tenants.values() for c in t.clients]
+    served = {c: access.lease_server(c) for c in clients}
+    by_primary = [c for c, s in served.items() if s == str(primary.ipv4.ip)]
+    client = (by_primary or clients)[0]
+    timeline = Timeline(time.time(), progress)
+    mark = timeline.mark
+    report = DhcpReport(lab=lab.name, client=client, served_by_before=served[client],
+                        events=timeline.events)
+    problems = report.problems
+
+    mark(f"{client} holds a lease from {served[client]} "
+         f"({'the primary' if by_primary else 'no client was served by the primary'})", client)
+    dhcpd = access.dhcpd(primary.name)
+    mark(f"stop dhcpd on {primary.name} (primary)", primary.name)
+    access.node(primary.name).stop(dhcpd)
+    asked = mark(f"{client} drops its lease and asks for a new one", client)
+    access.new_lease(client)
+    if _leased(access, client, deadline):
+        addr = access.client_state(client).ipv4
+        report.lease_s = round(mark(f"{client} has a lease: {addr}", client) - asked, 2)
+        until(lambda: access.lease_server(client) is not None, 5, INTERVAL, paced=True)
+        by = access.lease_server(client)
+        mark(f"... given by {by}", client)
+        if by != str(secondary.ipv4.ip):
+            problems.append(f"{client}'s new lease came from {by}, "
+                            f"expected the secondary {secondary.ipv4.ip}")
+    else:
+        problems.append(f"{client} got no lease within {deadline:.0f} s with the primary stopped")
+    mark(f"start dhcpd on {primary.name}", primary.name)
+    access.node(primary.name).start(dhcpd)
+    if until(lambda: not access.problems(), deadline + 30, INTERVAL, paced=True):
+        mark("both DHCP servers back to failover state normal; the lab is in its initial state", "host")
+    else:
+        problems.append("not back to the initial state: " + "; ".join(access.problems()))
+    report.ok = not problems
+    return report
+
+
+def _leased(access: LabAccess, client: str, deadline: float) -> bool:
+    """The client holds an address of the lab's DHCP range within the deadline."""
+    r = access.lab.dhcp.range
+
+    def leased() -> bool:
+        ipv4 = access.client_state(client).ipv4
+        return ipv4 is not None and r.first <= ipaddress.ip_address(ipv4) <= r.last
+
+    return until(leased, deadline, INTERVAL, paced=True)

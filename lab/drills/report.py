@@ -1,0 +1,157 @@
+"""A drill's report as data: what happened (events), what every prober saw (series of probes),
+the outages in them, the TCP stream's fate, the verdict. It round-trips through JSON with the
+field names reports have always had, so saved reports (and tests/fixtures) load and plot.
+
+Times are seconds since the drill started: probes on each prober's own clock, events on the
+clock named in each ("host" for what vxlab observed, a node's name for what it recorded).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cache
+from typing import NamedTuple, Self
+
+from pydantic import TypeAdapter
+
+PHASES = ("failover", "failback")
+
+
+class Probe(NamedTuple):
+    """One probe: when it left (on its prober's clock) and whether it was answered."""
+
+    t: float
+    replied: bool
+
+
+Series = list[Probe]  # one prober's probes, in the order they left
+
+
+@dataclass
+class Event:
+    t: float
+    what: str
+    node: str = ""
+    clock: str = "host"
+
+
+@dataclass(kw_only=True)
+class Outage:
+    """A run of lost probes: from the first lost one's departure to the next answered one's
+    (end and ms None: never answered again)."""
+
+    container: str = ""
+    family: str = ""
+    start: float
+    end: float | None
+    ms: int | None
+    lost: int
+    phase: str  # failover (before the restore) or failback
+
+    @property
+    def open(self) -> bool:
+        return self.end is None
+
+
+@dataclass(kw_only=True)
+class TcpStream:
+    container: str
+    target: str = ""
+    survived: bool
+    resets: int = 0
+    detail: str = ""  # the stream's last words
+
+
+@cache
+def _adapter(cls: type) -> TypeAdapter:
+    return TypeAdapter(cls)
+
+
+class _Json:
+    """JSON both ways, through pydantic (it checks the types on the way in)."""
+
+    def to_json(self) -> str:
+        return _adapter(type(self)).dump_json(self, indent=1).decode()
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Self:
+        """Raises pydantic.ValidationError (a ValueError) on what is not such a report."""
+        return _adapter(cls).validate_json(text)
+
+
+@dataclass(kw_only=True)
+class GatewayReport(_Json):
+    """The failover drill of one tenant (see README "Drills")."""
+
+    drill: str
+    tenant: str = ""
+    mode: str = ""
+    family: str = "both"
+    lab: str = ""
+    clock: str = "seconds since the drill started"
+    interval: float = 0.05
+    expected_gateway: str = ""
+    takeover_s: float | None = None
+    master_down_s: float | None = None
+    events: list[Event] = field(default_factory=list)
+    probes: dict[str, dict[str, Series]] = field(default_factory=dict)  # container -> family -> series
+    outages: list[Outage] = field(default_factory=list)
+    tcp: TcpStream | None = None
+    ok: bool = False
+    problems: list[str] = field(default_factory=list)
+
+    def rows(self) -> list[tuple[str, str]]:
+        """(container, family) of every probe series, in report order, families sorted (4 before 6)."""
+        return [(c, fam) for c, fams in self.probes.items() for fam in sorted(fams)]
+
+    def outages_of(self, container: str, family: str, phase: str | None = None) -> list[Outage]:
+        return [o for o in self.outages if (o.container, o.family) == (container, family)
+                and phase in (None, o.phase)]
+
+
+@dataclass(kw_only=True)
+class DhcpReport(_Json):
+    """The DHCP failover drill: the primary stopped, a client's new lease from the secondary."""
+
+    drill: str = "failover.dhcp"
+    lab: str = ""
+    client: str = ""
+    served_by_before: str | None = None
+    lease_s: float | None = None
+    events: list[Event] = field(default_factory=list)
+    ok: bool = False
+    problems: list[str] = field(default_factory=list)
+
+
+# -- for people ------------------------------------------------------------------------------------
+
+def summary(report: GatewayReport) -> str:
+    """The report for people: the timeline, then outages per container and family."""
+    lines = [f"{report.drill} (mode {report.mode}, family {report.family}): "
+             + ("PASS" if report.ok else "FAIL")]
+    lines += [f"  {e.t:7.2f} s  [{e.clock:>8}]  {e.what}" for e in report.events]
+    lines.append(f"  {'container':10} {'family':6} {'failover ms (lost)':>20} {'failback ms (lost)':>20}")
+    for c, fams in report.probes.items():
+        for fam in fams:
+            cells = []
+            for phase in PHASES:
+                os_ = report.outages_of(c, fam, phase)
+                ms = sum(o.ms or 0 for o in os_)
+                lost = sum(o.lost for o in os_)
+                cells.append(f"{ms} ({lost})" if os_ else "0 (0)")
+            lines.append(f"  {c:10} IPv{fam:3} {cells[0]:>20} {cells[1]:>20}")
+    tcp = report.tcp
+    if tcp is not None:
+        lines.append(f"  TCP stream {tcp.container} -> {tcp.target}: "
+                     + ("survived, no reset" if tcp.survived else "BROKEN"))
+    lines += [f"  problem: {p}" for p in report.problems]
+    return "\n".join(lines)
+
+
+def dhcp_summary(report: DhcpReport) -> str:
+    lines = [f"failover.dhcp: {'PASS' if report.ok else 'FAIL'}"]
+    lines += [f"  {e.t:7.2f} s  {e.what}" for e in report.events]
+    if report.lease_s is not None:
+        lines.append(f"  new lease for {report.client} with the primary down: {report.lease_s:.2f} s")
+    lines += [f"  problem: {p}" for p in report.problems]
+    return "\n".join(lines)

@@ -1,0 +1,118 @@
+"""What a drill observes while it runs: its own steps (the timeline), who holds the VIPs and
+which tenant the router marks the flows for (the watch), and the VRRP transitions each
+tenant's notify script recorded."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from lab.drills.access import LabAccess
+from lab.drills.probes import INTERVAL
+from lab.drills.report import Event
+
+
+@dataclass
+class Timeline:
+    """What vxlab did and saw, on the host's clock, in seconds since t0."""
+
+    t0: float
+    progress: Callable[[str], None]
+    events: list[Event] = field(default_factory=list)
+
+    def mark(self, what: str, node: str) -> float:
+        t = time.time() - self.t0
+        self.events.append(Event(round(t, 3), what, node, "host"))
+        self.progress(f"[{t:5.1f}s] {what}")
+        return t
+
+
+@dataclass(eq=False)  # a thread: hashed by identity
+class Watch(threading.Thread):
+    """Polls who holds the VIPs and which mark the router gives the containers' flows, and
+    what the fault's mode observes; records each change on the host's clock."""
+
+    access: LabAccess
+    t0: float
+    leaves_vips: bool = False  # the fault leaves a tenant's VIPs behind (a killed keepalived)
+    observe: Callable[[], list[str]] = list  # the mode's own watch: what is wrong right now
+    events: list[Event] = field(default_factory=list)
+    holders: dict[str, list[str]] = field(default_factory=dict)
+    observed: dict[str, float] = field(default_factory=dict)  # what the mode saw wrong: first seen
+    duplicate: bool = False
+    stopping: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        threading.Thread.__init__(self, daemon=True)
+
+    def event(self, what: str, node: str) -> float:
+        t = round(time.time() - self.t0, 3)
+        self.events.append(Event(t, what, node, "host"))
+        return t
+
+    def holder(self) -> str | None:
+        """The one tenant holding both VIPs, if exactly one does."""
+        full = [n for n, held in self.holders.items() if len(held) == 2]
+        return full[0] if len(full) == 1 else None
+
+    def run(self) -> None:
+        marks_seen: str | None = None
+        wrong: set[str] = set()
+        while not self.stopping.is_set():
+            began = time.monotonic()
+            self._vips()
+            marks_seen = self._marks(marks_seen)
+            wrong = self._observe(wrong)
+            # Busy half the time at most: on an emulated VM a round costs seconds of its CPU,
+            # which keepalived needs more than we do.
+            time.sleep(max(INTERVAL, time.monotonic() - began))
+
+    def _vips(self) -> None:
+        lab = self.access.lab
+        now = self.access.vip_holders()
+        for name, held in now.items():
+            vm = lab.tenants[name].vm
+            was = self.holders.get(name)
+            if was is not None and held != was:
+                self.event(f"VIPs {'arrive on' if len(held) > len(was) else 'leave'} {vm}: "
+                           f"{' '.join(held) or 'none'}", vm)
+        both = sorted(set.intersection(*(set(h) for h in now.values())))
+        if both and not self.duplicate:
+            # Otherwise a moment of overlap while one tenant takes over (the reads are not atomic)
+            why = " (the crashed keepalived could not remove its own)" if self.leaves_vips else ""
+            self.event(f"VIPs on both tenants: {' '.join(both)}{why}", "host")
+        self.duplicate = bool(both)
+        self.holders = now
+
+    def _marks(self, seen: str | None) -> str | None:
+        lab = self.access.lab
+        names = {t.fwmark: n for n, t in lab.tenants.items()}
+        r = self.access.node(lab.router.vm).run(["conntrack", "-L", "-f", "ipv4", "-p", "icmp",
+                                                 "-s", str(lab.shared_vlan.ipv4)], check=False)
+        marks = sorted({int(m) for m in re.findall(r"mark=(\d+)", r.out) if int(m)})
+        label = "+".join(f"{m} ({names.get(m, '?')})" for m in marks)
+        if label and label != seen:
+            if seen is not None:
+                self.event(f"router marks the containers' flows {label}", lab.router.vm)
+            return label
+        return seen
+
+    def _observe(self, before: set[str]) -> set[str]:
+        now = set(self.observe())
+        for what in sorted(now - before):
+            self.observed.setdefault(what, self.event(what, "host"))
+        for what in sorted(before - now):
+            self.event(f"no longer: {what}", "host")
+        return now
+
+
+def transitions(access: LabAccess, t0: float) -> list[Event]:
+    """VRRP transitions since t0 as each tenant's notify script recorded them (its clock)."""
+    out = []
+    for name, t in access.lab.tenants.items():
+        for ts, state in access.transitions(name, t0):
+            out.append(Event(round(ts - t0, 3), f"{t.vm} enters {state}", t.vm, t.vm))
+    return out

@@ -17,12 +17,20 @@ from lab.pool import parallel
 from lab.render import File
 from lab.roles import Target, internet
 from lab.substrate.base import Node, Progress
-from lab.substrate.netns import NetnsLab, link_exists, namespaces
+from lab.substrate.netns import STATE, NetnsLab, link_exists, namespaces
 from lab.topology import INTERNET, Topology, port_name
 from lab.ui import Reporter
 
 if TYPE_CHECKING:
     from lab.containers.lxd_nodes import TenantLxd
+
+
+DRIVER = "driver"  # in the lab's state directory: the driver it was built with
+
+
+def running_driver(lab: model.Lab) -> Driver | None:
+    f = STATE / lab.name / DRIVER
+    return f.read_text().strip() if f.exists() else None  # type: ignore[return-value]
 
 
 def _quiet(_: str) -> None:
@@ -37,10 +45,9 @@ class EmbeddedLab:
 
     def __init__(self, lab: model.Lab, driver: Driver | None = None):
         self.lab = lab
-        self.net = NetnsLab(lab)
         # The driver asked for, else the one the running lab was built with, else lab.yaml's.
-        self.deployment = Deployment.of(lab, "netns", driver or self._running_driver())
-        self.net.deployment = self.deployment
+        self.deployment = Deployment.of(lab, "netns", driver or running_driver(lab))
+        self.net = NetnsLab(lab, self.deployment)
         self.topology = Topology(lab)
         self._lxd: dict[str, TenantLxd] = {}
 
@@ -71,10 +78,6 @@ class EmbeddedLab:
             self._lxd[tenant] = TenantLxd(self.lab, tenant, self.net)
         return self._lxd[tenant]
 
-    def _running_driver(self) -> Driver | None:
-        f = self.net.state / "driver"
-        return f.read_text().strip() if f.exists() else None  # type: ignore[return-value]
-
     # -- the lifecycle's steps ----------------------------------------------------------------
 
     def lock(self) -> contextlib.AbstractContextManager[None]:
@@ -86,12 +89,12 @@ class EmbeddedLab:
 
     def machines(self, progress: Progress) -> None:
         progress(f"namespaces and wires ({self.driver} containers)")
-        running = self._running_driver()
+        running = running_driver(self.lab)
         if self.exists() and running not in (None, self.driver):
             raise RuntimeError(f"lab {self.lab.name!r} runs with {running} containers: "
                                "`invoke down` first to change the driver")
         self.net.create(light_containers=self.driver == "netns")
-        (self.net.state / "driver").write_text(self.driver + "\n")
+        (self.net.state / DRIVER).write_text(self.driver + "\n")
         self._resolvers()
         progress("the lab's Internet")
         internet.provision(self.node(INTERNET), self.lab)

@@ -23,6 +23,7 @@ from lab.deployment import Deployment
 from lab.host import process
 from lab.host.lock import exclusive
 from lab.host.run import sh
+from lab.host.wait import until
 from lab.model import Lab
 from lab.substrate.base import CommandError, Result, Service
 from lab.topology import INTERNET, SWITCH, Topology
@@ -156,11 +157,12 @@ class NetnsNode:
             pid = int(self._pidfile(service).read_text())
         except (FileNotFoundError, ValueError):
             return
-        deadline = time.monotonic() + timeout
-        while process.zombie(pid, service.argv[0]) and time.monotonic() < deadline:
+        def gone() -> bool:
             with contextlib.suppress(ChildProcessError):  # our own child: reap it ourselves
                 os.waitpid(pid, os.WNOHANG)
-            time.sleep(0.05)
+            return not process.zombie(pid, service.argv[0])
+
+        until(gone, timeout)
 
 
 def _write(path: Path, data: bytes, mode: int) -> bool:

@@ -10,8 +10,9 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import threading
-import time
 from pathlib import Path
+
+from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_attempt, wait_incrementing
 
 from lab import checks, model
 from lab.deployment import Deployment
@@ -53,16 +54,14 @@ class VagrantVms:
         import vagrant
 
         v = vagrant.Vagrant(root=str(self.root), quiet_stdout=True, quiet_stderr=True)
-        for attempt in range(6):
-            try:
-                return {s.name: s.state for s in v.status() if s.name in self.names}
-            except subprocess.CalledProcessError:
-                # Another vagrant command holds a machine's lock (e.g. a second task at once).
-                if attempt == 5:
-                    raise RuntimeError(f"`vagrant status` keeps failing in {self.root} (another "
-                                       "vagrant command running?)") from None
-                time.sleep(1 + attempt)
-        raise AssertionError("unreachable")
+        # Another vagrant command may hold a machine's lock (e.g. a second task at once).
+        retrying = Retrying(retry=retry_if_exception_type(subprocess.CalledProcessError),
+                            stop=stop_after_attempt(6), wait=wait_incrementing(start=1, increment=1))
+        try:
+            return retrying(lambda: {s.name: s.state for s in v.status() if s.name in self.names})
+        except RetryError:
+            raise RuntimeError(f"`vagrant status` keeps failing in {self.root} (another "
+                               "vagrant command running?)") from None
 
     def exist(self) -> bool:
         return any(s != "not_created" for s in self.states().values())

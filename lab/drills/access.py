@@ -77,7 +77,7 @@ class LabAccess:
 
     def keepalived_pidfiles(self) -> tuple[str, ...]:
         """keepalived's VRRP child first, then its parent (a crash kills both)."""
-        return ("/run/keepalived_vrrp.pid", tenant.DAEMONS["keepalived"])
+        return (tenant.KEEPALIVED_PIDS["keepalived_vrrp"], tenant.KEEPALIVED_PIDS["keepalived"])
 
     def radvd_pidfile(self) -> str:
         return tenant.DAEMONS["radvd"]

@@ -19,7 +19,9 @@ SCRIPTS = ("/usr/local/bin/keepalived_check_ipv4.sh", "/usr/local/bin/keepalived
            "/usr/local/bin/keepalived_notify.sh", "/usr/local/bin/keepalived_notify_fifo.sh")
 STATUS = "/var/run/keepalived_status"  # the seed's notify script: the last transition
 TRANSITIONS = "/var/run/keepalived_transitions"  # vxlab's notify line: every one, timestamped
-DAEMONS = {"keepalived": "/run/keepalived.pid", "radvd": "/run/radvd.pid"}
+DAEMONS = {"keepalived": "/run/keepalived.pid", "radvd": "/run/radvd.pid"}  # their main pid files
+# keepalived's own three processes: the parent, its VRRP child, its checkers child
+KEEPALIVED_PIDS = {k: f"/run/{k}.pid" for k in ("keepalived", "keepalived_vrrp", "keepalived_checkers")}
 
 
 def services(t: Target) -> tuple[Service, Service]:
@@ -27,7 +29,7 @@ def services(t: Target) -> tuple[Service, Service]:
     radvd = Service("radvd", ("radvd", "--nodaemon", "--logmethod", "stderr", "--config", p(RADVD),
                               "--pidfile", p(DAEMONS["radvd"])), unit="radvd",
                     pidfiles=(p(DAEMONS["radvd"]),))
-    pids = {k: p(f"/run/{k}.pid") for k in ("keepalived", "keepalived_vrrp", "keepalived_checkers")}
+    pids = {k: p(f) for k, f in KEEPALIVED_PIDS.items()}
     keepalived = Service("keepalived", (
         "keepalived", "--dont-fork", "--log-console", "--log-detail", "--vrrp",
         "--use-file", p(KEEPALIVED), "--pid", pids["keepalived"],

@@ -1,0 +1,77 @@
+"""Facts: each role's reading of its daemons' state, parsed once, and the checks built on them."""
+
+import json
+
+from lab import checks, facts, model
+from lab.roles import client, dhcp, tenant
+from lab.substrate.base import Result
+
+
+class PathNode:
+    """A node for building facts and checks: a name and where its paths are."""
+
+    def __init__(self, name: str, root: str = "") -> None:
+        self.name, self.root = name, root
+
+    def path(self, p: str) -> str:
+        return self.root + p
+
+
+def result(out: str, rc: int = 0) -> Result:
+    return Result(("x",), rc, out, "")
+
+
+def test_a_nic_and_its_addresses_from_ip_json():
+    lab = model.load()
+    shown = [{"ifname": "eth0", "address": "00:16:3e:2d:4f:16", "addr_info": [
+        {"local": "192.0.2.20", "prefixlen": 24},
+        {"local": "2001:db8:7:0:216:3eff:fe2d:4f16", "prefixlen": 64},
+        {"local": "fe80::216:3eff:fe2d:4f16", "prefixlen": 64}]}]
+    nic = client.nic(lab, PathNode("blueC0")).parse(result(json.dumps(shown)))
+    assert nic.mac == "00:16:3e:2d:4f:16"
+    assert nic.ips(lab.shared_vlan.ipv4) == ["192.0.2.20"]
+    assert checks.seed.slaac(lab.shared_vlan.ipv6)(nic) is None
+    assert checks.seed.lease_in(lab.dhcp.range.first, lab.dhcp.range.last, lab.shared_vlan.ipv4)(nic) is None
+    gone = client.nic(lab, PathNode("blueC0")).parse(result("", rc=1))
+    assert gone.mac is None and checks.seed.slaac(lab.shared_vlan.ipv6)(gone) == "no such interface"
+
+
+def test_the_vrrp_state_the_seeds_notify_script_wrote():
+    fact = tenant.vrrp(PathNode("greenVM", "/run/vxlab/x/greenVM"))
+    assert fact.argv == ("cat", "/run/vxlab/x/greenVM/var/run/keepalived_status")
+    status = "GROUP vrrp_group has transitioned to the FAULT state with a priority of 0"
+    assert fact.parse(result(status)) == "FAULT"
+    assert fact.parse(result("", rc=1)) is None
+
+
+def test_a_stopped_dhcpd_is_not_taken_for_its_last_recorded_state():
+    fact = dhcp.failover(PathNode("blueDHCP"))
+    assert fact.parse(result("my state startup\nmy state normal\n")) == "normal"
+    assert fact.parse(result(dhcp.NOT_RUNNING + "\n")) == dhcp.NOT_RUNNING
+
+
+def test_dead_daemons_and_an_unreachable_node():
+    fact = facts.dead(PathNode("blueVM"), tenant.DAEMONS)
+    assert fact.parse(result("radvd\n")) == ["radvd"]
+    assert fact.parse(result("")) == []
+    assert fact.parse(result("", rc=-1)) == list(tenant.DAEMONS)  # not read: not running either
+
+
+def test_converged_is_a_named_subset_of_the_checks():
+    lab = model.load()
+    subset = checks.converged(lab, PathNode)
+    every = {(c.name, c.node)
+             for c in (*checks.seed.addressing(lab, PathNode), *checks.seed.gateway(lab, PathNode))}
+    assert {(c.name, c.node) for c in subset} <= every
+    clients = {c for t in lab.tenants.values() for c in t.clients}
+    tenants = {t.vm for t in lab.tenants.values()}
+    servers = {t.dhcp_server.name for t in lab.tenants.values()}
+    names = {(c.name, c.node) for c in subset}
+    for c in clients:
+        assert {(f"addressing.{k}", c) for k in ("lease", "slaac", "route4", "route6")} <= names
+    for vm in tenants:
+        assert {("gateway.vips", vm), ("gateway.vrrp", vm), ("gateway.daemons", vm)} <= names
+    for s in servers:
+        assert {("gateway.daemons", s), ("gateway.dhcp-failover", s)} <= names
+    assert not any(c.name in ("addressing.static", "addressing.dns") for c in subset)
+    assert {c.node for c in checks.dhcp_pair(lab, PathNode)} == servers

@@ -1,0 +1,86 @@
+"""One lifecycle for every substrate: the order of the stages, as a runtime sees them."""
+
+import contextlib
+import threading
+
+import pytest
+
+from lab import lifecycle, model
+from lab.deployment import Deployment
+from lab.roles import Target
+from lab.ui import Plain
+
+
+class FakeRuntime:
+    """A Runtime that records what the lifecycle asks of it, in order."""
+
+    poll, timeout = 0.01, 1.0
+
+    def __init__(self, lab: model.Lab) -> None:
+        self.lab, self.deployment = lab, Deployment.of(lab, "netns", "netns")
+        self.calls: list[str] = []
+        self.locked = False
+        self._mutex = threading.Lock()
+
+    def record(self, what: str) -> None:
+        with self._mutex:
+            self.calls.append(what)
+
+    @contextlib.contextmanager
+    def lock(self):
+        self.locked = True
+        yield
+        self.locked = False
+
+    def machines(self, progress) -> None:
+        assert self.locked
+        self.record("machines")
+
+    def target(self, spec, files) -> Target:
+        assert self.locked and files is not None
+        self.record(f"apply {spec.name}")
+        return Target(self.lab, spec, None, files)  # type: ignore[arg-type]
+
+    def containers(self, tenant: str, progress) -> None:
+        self.record(f"containers {tenant}")
+
+    def node(self, name: str):
+        raise AssertionError("the checks are stubbed")
+
+    def problems(self) -> list[str]:
+        self.record("converged?")
+        return []
+
+
+@pytest.fixture
+def stubbed(monkeypatch):
+    monkeypatch.setattr(lifecycle.roles, "apply", lambda target: [])
+    pair = []
+    monkeypatch.setattr(lifecycle.checks, "problems", lambda checks, node: pair.append("pair") or [])
+    monkeypatch.setattr(lifecycle.checks, "dhcp_pair", lambda lab, node: [])
+    return pair
+
+
+def test_converge_orders_the_stages_the_same_for_every_runtime(stubbed, capsys):
+    lab = model.load()
+    rt = FakeRuntime(lab)
+    lifecycle.converge(rt, Plain())
+    calls = rt.calls
+    assert calls[0] == "machines" and calls[-1] == "converged?" and stubbed == ["pair"]
+    for name, t in lab.tenants.items():  # each tenant: its VM, then its containers, then its server
+        assert calls.index(f"apply {t.vm}") < calls.index(f"containers {name}") \
+            < calls.index(f"apply {t.dhcp_server.name}")
+    clients = [calls.index(f"apply {c}") for t in lab.tenants.values() for c in t.clients]
+    servers = [calls.index(f"apply {t.dhcp_server.name}") for t in lab.tenants.values()]
+    assert min(clients) > max(servers)
+    assert sorted(c.removeprefix("apply ") for c in calls if c.startswith("apply ")) == \
+        sorted(n.name for n in lab.nodes())
+    out = capsys.readouterr().out
+    assert "the DHCP failover pair" in out and out.rstrip().endswith("converged")
+
+
+def test_converge_waits_for_the_runtimes_problems_and_names_them(stubbed):
+    rt = FakeRuntime(model.load())
+    rt.problems = lambda: ["greenVM: expected keepalived reports MASTER; found BACKUP"]
+    with pytest.raises(TimeoutError, match="keepalived reports MASTER"):
+        lifecycle.converge(rt, timeout=0.05)

@@ -17,6 +17,7 @@ from typing import Any, Generic, TypeVar
 from lab.pool import pmap
 from lab.substrate import batch
 from lab.substrate.base import Node, Result
+from lab.substrate.systemd import pid_alive
 
 T = TypeVar("T")
 NodeOf = Callable[[str], Node]
@@ -91,6 +92,6 @@ def _route(r: Result) -> Route:
 
 def dead(node: Node, daemons: dict[str, str]) -> Fact[list[str]]:
     """Which of these daemons (name: its pid file on the node) are not running."""
-    tests = "; ".join(f'kill -0 "$(cat {shlex.quote(node.path(pidfile))} 2>/dev/null)" 2>/dev/null '
-                      f"|| echo {shlex.quote(name)}" for name, pidfile in daemons.items())
+    tests = "; ".join(f"{pid_alive(node.path(pidfile))} || echo {shlex.quote(name)}"
+                      for name, pidfile in daemons.items())
     return Fact(node.name, ("sh", "-c", tests), lambda r: r.out.split() if r.ok else list(daemons))

@@ -184,11 +184,18 @@ def test_read(node, tmp_path):
         node.read(str(tmp_path))  # a directory: an error, not "absent"
 
 
-def test_services_use_systemd_units(node):
-    with pytest.raises(ValueError):
-        node.running(Service("x", ("x",)))
+def test_services_use_systemd_units_and_their_own_pid_files(node, tmp_path):
     # No systemd on the test host: systemctl fails or is missing, so "not running".
     assert node.running(Service("keepalived", ("keepalived",), unit="vxlab-no-such.service")) is False
+    # A daemon with a pid file is alive when that pid is (an LSB unit stays "active" after its
+    # daemon died): this test's own pid, then one that is gone.
+    pidfile = tmp_path / "d.pid"
+    pidfile.write_text(f"{os.getpid()}\n")
+    assert node.running(Service("d", ("d",), unit="d", pidfiles=(str(pidfile),))) is True
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    pidfile.write_text(f"{gone.pid}\n")
+    assert node.running(Service("d", ("d",), unit="d", pidfiles=(str(pidfile),))) is False
 
 
 def test_interactive_command_line(node):

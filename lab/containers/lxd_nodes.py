@@ -12,11 +12,12 @@ from lab import model
 from lab.containers.container import LxdContainer
 from lab.containers.daemon import LxdDaemon
 from lab.containers.image import ensure_image
-from lab.substrate.base import CommandError, Result, Service, journal
+from lab.substrate.base import CommandError, Result
 from lab.substrate.netns import NetnsLab
+from lab.substrate.systemd import SystemdServices
 
 
-class LxdNode:
+class LxdNode(SystemdServices):
     """A container of the lab, reached through pylxd."""
 
     kind = "LXD container"
@@ -52,27 +53,10 @@ class LxdNode:
     def path(self, p: str) -> str:
         return p  # its own file system
 
-    def log(self, service: Service, lines: int = 50) -> str:
-        return journal(self, service, lines)
-
     def interactive(self, argv: Sequence[str]) -> list[str]:
         # pylxd has no terminal: the lxc client, on this daemon's socket
         return ["env", f"LXD_DIR={self.container.daemon.lxd_dir}", "lxc", "exec",
                 self.container.name, "--", *argv]
-
-    def running(self, service: Service) -> bool:
-        return self.run(["systemctl", "is-active", "--quiet", service.unit or service.name],
-                        check=False).ok
-
-    def start(self, service: Service, restart: bool = False) -> None:
-        unit = service.unit or service.name
-        # enabled too, so that it comes back when the container restarts; `enable --now`
-        # does not start a SysV service (bookworm's isc-dhcp-server is one)
-        self.run(["systemctl", "enable", unit], check=False)
-        self.run(["systemctl", "restart" if restart else "start", unit])
-
-    def stop(self, service: Service) -> None:
-        self.run(["systemctl", "stop", service.unit or service.name], check=False)
 
 
 class TenantLxd:

@@ -9,6 +9,7 @@ from lab.facts import Fact, dead
 from lab.roles.common import ifupdown, place, service
 from lab.roles.target import Target
 from lab.substrate.base import Node, Service
+from lab.substrate.systemd import pid_alive
 
 DHCPD = "/etc/dhcp/dhcpd.conf"
 DEFAULTS = "/etc/default/isc-dhcp-server"
@@ -55,9 +56,8 @@ def failover(node: Node) -> Fact[str | None]:
     """dhcpd's own failover state (normal, communications-interrupted, ...), as it records it
     in its lease file ("my state normal"); a stopped dhcpd's file keeps its last state, so
     that one says NOT_RUNNING instead."""
-    pid, leases = (shlex.quote(node.path(p)) for p in (DAEMONS["dhcpd"], LEASES))
-    script = (f'kill -0 "$(cat {pid} 2>/dev/null)" 2>/dev/null || {{ echo "{NOT_RUNNING}"; exit 0; }}; '
-              f"grep -o 'my state [a-z-]*' {leases}")
+    pid, leases = node.path(DAEMONS["dhcpd"]), shlex.quote(node.path(LEASES))
+    script = f"{pid_alive(pid)} || {{ echo '{NOT_RUNNING}'; exit 0; }}; grep -o 'my state [a-z-]*' {leases}"
     return Fact(node.name, ("sh", "-c", script), _last_state)
 
 

@@ -94,11 +94,6 @@ class Node(Protocol):
         """A host command line that runs argv on the node with the caller's terminal."""
 
 
-def journal(node: Node, service: Service, lines: int = 50) -> str:
-    """A systemd node's log of a service (VMs, LXD containers)."""
-    return node.run(["journalctl", "-u", service.unit or service.name, "--no-pager", "-n", str(lines)],
-                    check=False).out
-
 
 class Runtime(Protocol):
     """One lab deployed on one substrate: what the lifecycle, checks, drills and tasks need of

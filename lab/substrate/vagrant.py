@@ -24,7 +24,8 @@ from invoke.exceptions import CommandTimedOut
 from paramiko import SSHConfig
 from paramiko.ssh_exception import SSHException
 
-from lab.substrate.base import CommandError, Result, Service, journal
+from lab.substrate.base import CommandError, Result
+from lab.substrate.systemd import SystemdServices
 
 # Exit codes of the small remote scripts below (sh has no exceptions).
 _ABSENT = 3
@@ -79,7 +80,7 @@ class SshEndpoint:
         return out
 
 
-class VagrantNode:
+class VagrantNode(SystemdServices):
     """One VM of the lab over SSH (Fabric): run as root, place and read files, systemd units."""
 
     kind = "VM"
@@ -187,27 +188,10 @@ class VagrantNode:
             raise CommandError(self.name, r)
         return r.out
 
-    # -- services: the node's systemd units ------------------------------------------------
-
-    def _unit(self, service: Service) -> str:
-        if not service.unit:
-            raise ValueError(f"{self.name}: service {service.name} has no systemd unit")
-        return service.unit
-
-    def start(self, service: Service, restart: bool = False) -> None:
-        self.run(["systemctl", "restart" if restart else "start", self._unit(service)])
-
-    def stop(self, service: Service) -> None:
-        self.run(["systemctl", "stop", self._unit(service)])
-
-    def running(self, service: Service) -> bool:
-        return self.run(["systemctl", "is-active", "--quiet", self._unit(service)], check=False).ok
+    # services: the node's systemd units (SystemdServices)
 
     def path(self, p: str) -> str:
         return p  # its own file system
-
-    def log(self, service: Service, lines: int = 50) -> str:
-        return journal(self, service, lines)
 
     def interactive(self, argv: Sequence[str]) -> list[str]:
         # ssh joins its arguments into one remote shell line: quote each one.

@@ -19,6 +19,7 @@ from conftest import needs_root
 from lab import model
 from lab.embedded import EmbeddedLab
 from lab.host.cgroups import container_cgroups
+from lab.host.wait import until
 
 pytestmark = [needs_root("keepalived", "dhcpd", "radvd", "ifup", "dnsmasq", "lxd"), pytest.mark.e2e]
 
@@ -193,6 +194,25 @@ def test_second_up_duplicates_nothing_and_restarts_what_died(elab):
                                                   lineterm="")) if was != now else ""
             assert was == now, f"{node} {kind} changed after a second up:\n{diff}"
     assert blue.read("/run/keepalived.pid") not in (None, pid)
+
+
+def test_a_killed_dhcpd_is_seen_dead_and_up_restarts_it(elab):
+    """On either driver (an LXD container's LSB unit stays "active" after its daemon died)."""
+    from lab import commands
+
+    server = elab.node("blueDHCP")
+    pid = server.read("/run/dhcpd.pid").strip()
+    server.run(["kill", pid])
+    assert until(lambda: not server.run(["kill", "-0", pid], check=False).ok, 10)
+    st = commands.status(elab)
+    row = next(n for n in st["nodes"] if n["node"] == "blueDHCP")
+    assert row["services"] == {"dhcpd": "DEAD"} and row["failover"] == "dhcpd is not running"
+    assert any(p.startswith("blueDHCP: expected dhcpd runs") for p in st["problems"]), st["problems"]
+    elab.up(timeout=120)
+    st = commands.status(elab)
+    assert st["converged"], st["problems"]
+    assert next(n for n in st["nodes"] if n["node"] == "blueDHCP")["services"] == {"dhcpd": "running"}
+    assert server.read("/run/dhcpd.pid").strip() != pid
 
 
 def test_down_leaves_nothing(elab):

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from lab.deployment import Deployment
+from lab.facts import read
 from lab.model import Lab
 from lab.roles import Target, client, dhcp, tenant
 from lab.substrate.base import Node, Runtime, Service
@@ -54,6 +55,11 @@ class LabAccess:
     def vip_holders(self) -> dict[str, list[str]]:
         """Tenant name -> the VIPs it holds."""
         return tenant.holders(self.lab, self.node)
+
+    def vrrp_state(self, name: str) -> str | None:
+        """The state a tenant's keepalived reports."""
+        node = self.node(self.lab.tenants[name].vm)
+        return read(self.node, [tenant.vrrp(node)])[0]
 
     def client_state(self, name: str) -> client.Addressing:
         return client.addressing(self.lab, self.node(name))

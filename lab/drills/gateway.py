@@ -78,6 +78,7 @@ class Drill:
             self._start_probers()
             injected = self._inject()
             self._await_takeover(injected)
+            self._await_fault()
             time.sleep(SETTLE + 2)
             self._restore()
             self._await_initial_state()
@@ -130,6 +131,15 @@ class Drill:
         if self.fault.takeover_within_master_down and took > limit + 1.0:  # + our polling
             self.problems.append(f"{vm} took over after {took:.1f} s, more than "
                                  f"VRRP's master-down interval ({limit:.2f} s)")
+
+    def _await_fault(self) -> None:
+        """A fault that fails the tenant's health checks must put its keepalived in FAULT, as
+        keepalived itself reports it (on the backup too, where the gateway does not move)."""
+        if not self.fault.faults:
+            return
+        if not _until(lambda: self.access.vrrp_state(self.tenant) == "FAULT", self.deadline):
+            self.problems.append(f"{self.vm(self.tenant)} did not enter FAULT within {self.deadline:.0f} s "
+                                 f"of the fault (keepalived reports {self.access.vrrp_state(self.tenant)})")
 
     def _restore(self) -> None:
         vm = self.vm(self.tenant)

@@ -45,6 +45,8 @@ class Mode:
     leaves_vips: ClassVar[bool] = False
     # The takeover must come within VRRP's master-down interval (+ the drill's polling).
     takeover_within_master_down: ClassVar[bool] = False
+    # The fault fails the tenant's health checks: its keepalived must enter FAULT.
+    faults: ClassVar[bool] = False
 
     def __init__(self, access: LabAccess, tenant: str, family: str):
         self.access, self.lab, self.tenant, self.family = access, access.lab, tenant, family
@@ -87,6 +89,7 @@ class Probe(Mode):
 
     name = "probe"
     help = "the seed's: blind the health check"
+    faults = True
 
     @property
     def rule(self) -> list[str]:
@@ -109,6 +112,7 @@ class Uplink(Mode):
     the router's link and the VXLAN peer (so VLAN 7 stays stretched)."""
 
     name = "uplink"
+    faults = True
     help = "drop what the tenant sends to the Internet"
 
     @property

@@ -130,7 +130,8 @@ def summary(report: GatewayReport) -> str:
     lines = [f"{report.drill} (mode {report.mode}, family {report.family}): "
              + ("PASS" if report.ok else "FAIL")]
     lines += [f"  {e.t:7.2f} s  [{e.clock:>8}]  {e.what}" for e in report.events]
-    lines.append(f"  {'container':10} {'family':6} {'failover ms (lost)':>20} {'failback ms (lost)':>20}")
+    # the phases split at the restore: what the fault cost, then what its end cost
+    lines.append(f"  {'container':10} {'family':6} {'fault on: ms (lost)':>20} {'restored: ms (lost)':>20}")
     for c, fams in report.probes.items():
         for fam in fams:
             cells = []

@@ -76,9 +76,13 @@ class Watch(threading.Thread):
         for name, held in now.items():
             vm = lab.tenants[name].vm
             was = self.holders.get(name)
-            if was is not None and held != was:
-                self.event(f"VIPs {'arrive on' if len(held) > len(was) else 'leave'} {vm}: "
-                           f"{' '.join(held) or 'none'}", vm)
+            if was is None:
+                continue
+            left, arrived = [v for v in was if v not in held], [v for v in held if v not in was]
+            if left:
+                self.event(f"VIPs leave {vm}: {' '.join(left)}", vm)
+            if arrived:
+                self.event(f"VIPs arrive on {vm}: {' '.join(arrived)}", vm)
         both = sorted(set.intersection(*(set(h) for h in now.values())))
         if both and not self.duplicate:
             # Otherwise a moment of overlap while one tenant takes over (the reads are not atomic)

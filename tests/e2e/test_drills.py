@@ -125,6 +125,8 @@ def test_blue_is_backup_so_the_gateway_stays_on_green(elab, mode):
     check_common(report, "greenVM", elab)
     assert lost(report, "failover") == {}, drills.summary(report)
     assert not any(e.what.startswith("VIPs arrive on blueVM") for e in report.events)
+    if mode in ("probe", "uplink"):  # the fault is real: blue's keepalived sees it
+        assert any(e.what == "blueVM enters FAULT" for e in report.events), drills.summary(report)
 
 
 def test_dhcp_primary_down_secondary_gives_the_lease(elab):

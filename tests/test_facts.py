@@ -61,7 +61,8 @@ def test_converged_is_a_named_subset_of_the_checks():
     lab = model.load()
     subset = checks.converged(lab, PathNode)
     every = {(c.name, c.node)
-             for c in (*checks.seed.addressing(lab, PathNode), *checks.seed.gateway(lab, PathNode))}
+             for c in (*checks.seed.addressing(lab, PathNode), *checks.seed.gateway(lab, PathNode),
+                       *checks.seed.router(lab))}
     assert {(c.name, c.node) for c in subset} <= every
     clients = {c for t in lab.tenants.values() for c in t.clients}
     tenants = {t.vm for t in lab.tenants.values()}
@@ -73,5 +74,22 @@ def test_converged_is_a_named_subset_of_the_checks():
         assert {("gateway.vips", vm), ("gateway.vrrp", vm), ("gateway.daemons", vm)} <= names
     for s in servers:
         assert {("gateway.daemons", s), ("gateway.dhcp-failover", s)} <= names
-    assert not any(c.name in ("addressing.static", "addressing.dns") for c in subset)
+    assert {("router.rules4", lab.router.vm), ("router.table6", lab.router.vm)} <= names
+    assert not any(c.name in ("addressing.static", "addressing.dns", "router.conntrack4") for c in subset)
     assert {c.node for c in checks.dhcp_pair(lab, PathNode)} == servers
+
+
+def test_the_interfaces_files_intent_and_what_puts_each_piece_back():
+    from lab import render
+    from lab.roles import interfaces
+
+    files = render.render(model.load(), "vagrant")
+    router = interfaces.intent(files["routerVM"]["/etc/network/interfaces"].text)
+    assert "enp0s6" in router.links and "enp0s6.220" in router.addresses
+    green = [r for r in router.routes if r.table == "green" and r.dst == "default"]
+    assert [" ".join(r.fix()) for r in green if r.family == 4] == [
+        "ip -4 route replace default via 172.16.96.1 dev enp0s6.214 table green"]
+    assert {(r.family, r.pref) for r in router.rules} == {(4, 220), (6, 220), (4, 221), (6, 221)}
+    tenant_ = interfaces.intent(files["greenVM"]["/etc/network/interfaces"].text)
+    assert "vxlanGreenBlue" not in tenant_.links  # an OVS tunnel port: no kernel link of its own
+    assert "fe80:7::dd/64" in tenant_.addresses["sw-vlan7"]

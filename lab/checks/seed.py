@@ -54,8 +54,9 @@ def build(lab: Lab, node: NodeOf, ovs: bool = False) -> list[Check]:
 def converged(lab: Lab, node: NodeOf) -> list[Check]:
     """What `invoke up` waits for: the VRRP master holds both VIPs and reports MASTER, the other
     none and BACKUP, their daemons run, both DHCP servers run in failover state normal, every
-    client has its lease, SLAAC address and both default routes."""
-    return [c for c in (*addressing(lab, node), *gateway(lab, node)) if c.converged]
+    client has its lease, SLAAC address and both default routes, the router its fwmark rules
+    and tenant tables."""
+    return [c for c in (*addressing(lab, node), *gateway(lab, node), *router(lab)) if c.converged]
 
 
 def dhcp_pair(lab: Lab, node: NodeOf) -> list[Check]:
@@ -251,7 +252,8 @@ def router(lab: Lab) -> Iterable[Check]:
     for fam, flag in (("4", "-4"), ("6", "-6")):
         rules = [rf"^{t.table}:\s+from all fwmark {t.fwmark:#x} lookup {n}$" for n, t in lab.tenants.items()]
         yield Check(f"router.rules{fam}", r.vm, ("ip", flag, "rule"), all_of(*map(matches, rules)),
-                    "fwmark rules: " + ", ".join(f"{t.fwmark:#x} -> {n}" for n, t in lab.tenants.items()))
+                    "fwmark rules: " + ", ".join(f"{t.fwmark:#x} -> {n}" for n, t in lab.tenants.items()),
+                    converged=True)
     for n, t in lab.tenants.items():
         dev = r.subif(t.vlan)
         v4 = [f"default via {gw.ipv4.ip} dev {up}",
@@ -261,9 +263,9 @@ def router(lab: Lab) -> Iterable[Check]:
               f"{lab.shared_vlan.ipv6} via {t.underlay.tenant.ipv6.ip} dev {dev}",
               f"{t.underlay.router.ipv6.network} dev {dev}", f"{r.uplink.ipv6.network} dev {up}"]
         yield Check("router.table4", r.vm, ("ip", "-4", "route", "show", "table", n), contains(*v4),
-                    f"table {n}: " + "; ".join(v4))
+                    f"table {n}: " + "; ".join(v4), converged=True)
         yield Check("router.table6", r.vm, ("ip", "-6", "route", "show", "table", n), contains(*v6),
-                    f"table {n}: " + "; ".join(v6))
+                    f"table {n}: " + "; ".join(v6), converged=True)
     mark = lab.tenants[lab.master()].fwmark
     for fam, src in (("ipv4", lab.shared_vlan.ipv4), ("ipv6", lab.shared_vlan.ipv6)):
         yield Check(f"router.conntrack{fam[-1]}", r.vm, ("conntrack", "-L", "-f", fam, "--mark", str(mark)),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from lab.facts import read
+from lab.roles import interfaces
 from lab.roles.target import Target
 
 INTERFACES = "/etc/network/interfaces"
@@ -39,6 +41,32 @@ def ifupdown(t: Target, exclude: tuple[str, ...] = ()) -> None:
     brought_up = sorted(set(_state(t)) - set(before))
     if brought_up:
         t.did(f"ifup {' '.join(brought_up)}")
+    repair(t)
+
+
+def repair(t: Target) -> None:
+    """Put back what the kernel lost of the interfaces file (a link set down, an address
+    dropped, a route deleted), piece by piece: nothing else goes down. A link gone altogether
+    is brought up again by ifupdown."""
+    if INTERFACES not in t.files:
+        return
+    fact = interfaces.fact(t.node, t.files[INTERFACES].text)
+    drift = read(lambda _: t.node, [fact])[0]
+    if not drift:
+        return
+    gone = [d.link for d in drift if not d.fix]
+    if gone:
+        args = ["-i", t.path(INTERFACES), "--state-dir", t.path("/run/network")]
+        t.node.run(["ifdown", "--force", *args, *gone], check=False)
+        t.rewire()
+        t.node.run(["ifup", *args, *gone], timeout=120)
+    for d in drift:
+        if d.fix:
+            t.node.run(list(d.fix), check=False)
+    t.did("repaired: " + "; ".join(d.what for d in drift))
+    still = read(lambda _: t.node, [fact])[0]
+    if still:
+        t.did("still: " + "; ".join(d.what for d in still))
 
 
 def _state(t: Target) -> list[str]:

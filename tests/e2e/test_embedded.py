@@ -5,6 +5,7 @@ leaves nothing. Runs as root (CI); the lab is named `vxtest` so a user's own `vx
 from __future__ import annotations
 
 import difflib
+import io
 import ipaddress
 import json
 import re
@@ -213,6 +214,34 @@ def test_a_killed_dhcpd_is_seen_dead_and_up_restarts_it(elab):
     assert st["converged"], st["problems"]
     assert next(n for n in st["nodes"] if n["node"] == "blueDHCP")["services"] == {"dhcpd": "running"}
     assert server.read("/run/dhcpd.pid").strip() != pid
+
+
+BREAKS = {  # the cases: what a student or a drill does to a running lab
+    "a link set down and up": ("greenVM", "ip link set sw-vlan7 down && ip link set sw-vlan7 up"),
+    "a route deleted": ("routerVM", "ip route del default table green"),
+    "a NIC set down and up": ("greenVM", "ip link set enp0s6 down && ip link set enp0s6 up"),
+}
+
+
+@pytest.mark.parametrize("case", list(BREAKS))
+def test_up_repairs_what_the_kernel_lost_and_says_what(elab, case, capsys):
+    from lab import checks, commands
+    from lab.ui import Plain
+
+    node, script = BREAKS[case]
+    elab.node(node).run(["sh", "-c", script])
+    broken = time.monotonic()
+    assert until(lambda: commands.status(elab)["problems"], 10), "status still says converged"
+    said = io.StringIO()
+    elab.up(Plain(said), timeout=120)
+    repaired = time.monotonic() - broken
+    line = next(ln for ln in said.getvalue().splitlines() if f"] {node}: " in ln)
+    assert "repaired: " in line and "still:" not in line, said.getvalue()
+    report = checks.run(checks.build(elab.lab, elab.node), elab.node, wait=30)
+    assert report.ok, report.table()
+    with capsys.disabled():
+        print(f"\n{elab.driver}, {case}: repaired {repaired:.1f} s, checks green "
+              f"{time.monotonic() - broken:.1f} s after the break ({line.split('] ', 1)[1]})")
 
 
 def test_down_leaves_nothing(elab):

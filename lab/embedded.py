@@ -94,6 +94,8 @@ class EmbeddedLab:
             raise RuntimeError(f"lab {self.lab.name!r} runs with {running} containers: "
                                "`invoke down` first to change the driver")
         self.net.create(light_containers=self.driver == "netns")
+        for name in self.net.prune(light_containers=self.driver == "netns"):
+            progress(f"{name}: removed (no longer in the lab description)")
         (self.net.state / DRIVER).write_text(self.driver + "\n")
         self._resolvers()
         progress("the lab's Internet")

@@ -50,6 +50,15 @@ def _await(operation, timeout: float, tries: int = 3) -> dict:
     return reply.json()["metadata"]
 
 
+def prune(api: LxdApi, wanted: set[str]) -> list[str]:
+    """Delete this LXD's instances that are not wanted (containers taken out of the lab's
+    description; every instance of a lab's LXD is the lab's); returns their names."""
+    stale = [i.name for i in api.client().instances.all() if i.name not in wanted]
+    for name in stale:
+        LxdContainer(api, name).delete()
+    return stale
+
+
 class LxdApi(Protocol):
     """Any LXD a container can live in: a daemon of ours on a unix socket (LxdDaemon), or one
     in a VM over HTTPS (lab/vagrant/lxd.py). Containers only need its pylxd client."""

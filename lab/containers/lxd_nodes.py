@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from lab import model
-from lab.containers.container import LxdContainer
+from lab.containers.container import LxdContainer, prune
 from lab.containers.daemon import LxdDaemon
 from lab.containers.image import ensure_image
 from lab.substrate.base import CommandError, Result
@@ -89,6 +89,8 @@ class TenantLxd:
             progress(f"{name} ({c.name}) running")
 
         parallel(launch, list(self.lab.containers_of(self.tenant)))
+        for name in prune(self.daemon, {self.instance(n) for n in self.lab.containers_of(self.tenant)}):
+            progress(f"{name.removeprefix(self.instance(''))}: removed (no longer in the lab description)")
 
     def down(self) -> list[str]:
         if not self.daemon.lxd_dir.exists() and not self.daemon.running():

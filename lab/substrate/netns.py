@@ -326,24 +326,44 @@ class NetnsLab:
         except FileNotFoundError:
             return []
 
+    def _remove(self, nss: list[str]) -> list[str]:
+        """Namespaces of this lab, and every process in them (the lab's: stopped by pid)."""
+        removed = []
+        pids = [int(p) for ns in nss for p in sh(["ip", "netns", "pids", ns], check=False).out.split()]
+        if pids:
+            process.terminate(pids)
+            removed.append(f"{len(pids)} processes")
+        for ns in nss:
+            sh(["ip", "netns", "del", ns])
+            removed.append(f"namespace {ns}")
+            overlay = ETC_NETNS / ns
+            if overlay.exists():
+                shutil.rmtree(overlay)
+        return removed
+
+    def prune(self, light_containers: bool) -> list[str]:
+        """Remove the light containers the lab no longer has (taken out of its description):
+        their processes, namespace and files; returns their names."""
+        wanted = set(self.vm_namespaces() + (self.light_namespaces() if light_containers else []))
+        present, recorded = namespaces(), self.recorded()
+        stale = [ns for ns in dict.fromkeys(recorded) if ns not in wanted and ns in present]
+        if not stale:
+            return []
+        self._remove(stale)
+        names = [ns.removeprefix(f"{self.lab.name}-") for ns in stale]
+        for name in names:
+            shutil.rmtree(self.state / name, ignore_errors=True)
+        kept = "".join(f"{ns}\n" for ns in recorded if ns not in stale)
+        (self.state.parent / f"{self.lab.name}.namespaces").write_text(kept)
+        return names
+
     def destroy(self) -> list[str]:
         """Remove everything this lab made on the host; return what was removed."""
         removed = []
         present = namespaces()
         ours = [ns for ns in dict.fromkeys(self.recorded() + self.vm_namespaces()
                                            + self.light_namespaces()) if ns in present]
-        # Every process left inside the lab's namespaces is the lab's: stop them by pid.
-        pids = [int(p) for ns in ours
-                for p in sh(["ip", "netns", "pids", ns], check=False).out.split()]
-        if pids:
-            process.terminate(pids)
-            removed.append(f"{len(pids)} processes")
-        for ns in ours:
-            sh(["ip", "netns", "del", ns])
-            removed.append(f"namespace {ns}")
-            overlay = ETC_NETNS / ns
-            if overlay.exists():
-                shutil.rmtree(overlay)
+        removed += self._remove(ours)
         if self.state.exists():
             shutil.rmtree(self.state)
             removed.append(str(self.state))

@@ -18,7 +18,7 @@ import urllib3
 from pylxd.client import get_session_for_url
 
 from lab import model
-from lab.containers.container import LxdContainer
+from lab.containers.container import LxdContainer, prune
 from lab.containers.lxd_nodes import LxdNode
 from lab.substrate.vagrant import VagrantNode
 
@@ -157,3 +157,5 @@ class TenantVmLxd:
             progress(f"{name} running ({state})")
 
         parallel(launch, list(self.lab.containers_of(self.tenant)))
+        for name in prune(self.lxd, set(self.lab.containers_of(self.tenant))):
+            progress(f"{name}: removed (no longer in the lab description)")

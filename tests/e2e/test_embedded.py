@@ -244,6 +244,24 @@ def test_up_repairs_what_the_kernel_lost_and_says_what(elab, case, capsys):
               f"{time.monotonic() - broken:.1f} s after the break ({line.split('] ', 1)[1]})")
 
 
+def test_a_client_taken_out_of_the_description_is_removed(elab):
+    from lab.ui import Plain
+
+    data = yaml.safe_load(model.DEFAULT_LAB.read_text())
+    data["name"], data["containers"]["driver"] = NAME, elab.driver
+    data["tenants"]["blue"]["clients"].append("blueC2")
+    bigger = EmbeddedLab(model.parse(yaml.safe_dump(data)), elab.driver)
+    bigger.up(timeout=120)
+    assert bigger.node("blueC2").run(["true"]).ok
+    said = io.StringIO()
+    elab.up(Plain(said), timeout=120)
+    assert "blueC2: removed (no longer in the lab description)" in said.getvalue(), said.getvalue()
+    if elab.driver == "lxd":
+        assert f"{NAME}-blueC2" not in [i.name for i in elab.lxd("blue").daemon.client().instances.all()]
+    assert f"{NAME}-blueC2" not in sh("ip", "netns", "list")
+    assert not (Path("/run/vxlab") / NAME / "blueC2").exists()
+
+
 def test_down_leaves_nothing(elab):
     elab.down()
     assert footprint() == {"netns": [], "mounts": [], "cgroups": [], "files": []}

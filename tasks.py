@@ -140,7 +140,7 @@ def doctor(c):
 
 CHECK_HELP = {"lab": LAB, "json": "also write the results as JSON to this file",
               "junit": "also write them as JUnit XML to this file",
-              "wait": "seconds a failing check is retried while the lab converges",
+              "wait": "seconds a failing check is retried while the lab converges (default 10)",
               "substrate": SUBSTRATE}
 
 
@@ -150,43 +150,46 @@ def _check(lab, group, json, junit, wait, substrate=None):
               + (o.check.expect if o.ok else f"expected {o.check.expect}; found {o.found}"), flush=True)
 
     report = _guard(commands.check, _lab(lab, substrate), group, float(wait), json, junit, progress)
+    if report.causes:
+        print("likely causes, as the nodes tell them:")
+        print("\n".join(f"  {c}" for c in report.causes))
     print(report.table().splitlines()[-1])
     if not report.ok:
         raise Exit(code=1)
 
 
 @task(name="connectivity", help=CHECK_HELP)
-def test_connectivity(c, lab=None, json=None, junit=None, wait=30, substrate=None):
+def test_connectivity(c, lab=None, json=None, junit=None, wait=10, substrate=None):
     """Every check of the seed's "Check the results" (all groups below)."""
     _check(lab, None, json, junit, wait, substrate)
 
 
 @task(name="addressing", help=CHECK_HELP)
-def test_addressing(c, lab=None, json=None, junit=None, wait=30, substrate=None):
+def test_addressing(c, lab=None, json=None, junit=None, wait=10, substrate=None):
     """Leases, DNS, SLAAC (EUI-64) and default routes of every container."""
     _check(lab, "addressing", json, junit, wait, substrate)
 
 
 @task(name="gateway", help=CHECK_HELP)
-def test_gateway(c, lab=None, json=None, junit=None, wait=30, substrate=None):
+def test_gateway(c, lab=None, json=None, junit=None, wait=10, substrate=None):
     """The VRRP master holds both VIPs, the other is BACKUP; DHCP failover is normal."""
     _check(lab, "gateway", json, junit, wait, substrate)
 
 
 @task(name="vxlan", help=CHECK_HELP)
-def test_vxlan(c, lab=None, json=None, junit=None, wait=30, substrate=None):
+def test_vxlan(c, lab=None, json=None, junit=None, wait=10, substrate=None):
     """The VXLAN ends reach each other; each switch learned the other tenant's containers."""
     _check(lab, "vxlan", json, junit, wait, substrate)
 
 
 @task(name="internet", help=CHECK_HELP)
-def test_internet(c, lab=None, json=None, junit=None, wait=30, substrate=None):
+def test_internet(c, lab=None, json=None, junit=None, wait=10, substrate=None):
     """From every container: ping v4/v6, DNS, HTTP v4/v6, apt-get update."""
     _check(lab, "internet", json, junit, wait, substrate)
 
 
 @task(name="router", help=CHECK_HELP)
-def test_router(c, lab=None, json=None, junit=None, wait=30, substrate=None):
+def test_router(c, lab=None, json=None, junit=None, wait=10, substrate=None):
     """routerVM: fwmark rules, tables blue/green, flows marked by the master."""
     _check(lab, "router", json, junit, wait, substrate)
 

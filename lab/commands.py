@@ -232,6 +232,10 @@ def check(elab: Runtime, group: str | None, wait: float, json_file: str | None,
     every = checks.build(elab.lab, elab.node, ovs=elab.deployment.form.ovs)
     report = checks.run(checks.select(every, group), elab.node, wait=wait,
                         progress=progress or (lambda o: None))
+    if not report.ok:
+        from lab.checks.diagnose import causes
+
+        report.causes = causes(elab)
     if json_file:
         Path(json_file).write_text(report.json())
     if junit_file:

@@ -22,6 +22,7 @@ GROUPS = ("addressing", "gateway", "vxlan", "internet", "router")
 @dataclass
 class Report:
     outcomes: list[Outcome] = field(default_factory=list)
+    causes: list[str] = field(default_factory=list)  # what the failing nodes say is wrong (diagnose.py)
 
     @property
     def ok(self) -> bool:
@@ -43,7 +44,8 @@ class Report:
         return "\n".join(lines)
 
     def json(self) -> str:
-        return json.dumps({"ok": self.ok, "checks": [o.row() for o in self.outcomes]}, indent=2)
+        return json.dumps({"ok": self.ok, "causes": self.causes, "checks": [o.row() for o in self.outcomes]},
+                          indent=2)
 
     def junit(self) -> str:
         suite = ElementTree.Element("testsuite", name="vxlab", tests=str(len(self.outcomes)),

@@ -1,6 +1,7 @@
 """One module per role of node, written once for every substrate. A role owns:
 
 - `TEMPLATES`: its template folders in files/ (laid out like the files they produce);
+- `DAEMONS`: its daemons' own pid files (name: path on the node), how vxlab tells they run;
 - `services(target)`: its daemons, with their per-node paths;
 - `apply(target)`: its recipe: place the rendered files and apply them with the seed's own
   tools (ifupdown, iptables-restore, sysctl, keepalived, radvd, dhcpd, dhclient). Run again,

@@ -13,6 +13,7 @@ from lab.substrate.base import Node, Service
 
 TEMPLATES = ("client",)  # and files/light/ for light containers (lab/render.py)
 SCRIPT = "/usr/local/sbin/dhclient-script"
+DAEMONS: dict[str, str] = {}  # dhclient: the container's own ifupdown's, or a light one's service
 
 
 def dhclient(t: Target) -> Service:

@@ -54,7 +54,7 @@ def repair(t: Target) -> None:
     drift = read(lambda _: t.node, [fact])[0]
     if not drift:
         return
-    gone = [d.link for d in drift if not d.fix]
+    gone = [d.link for d in drift if d.link]
     if gone:
         args = ["-i", t.path(INTERFACES), "--state-dir", t.path("/run/network")]
         t.node.run(["ifdown", "--force", *args, *gone], check=False)

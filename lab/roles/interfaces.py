@@ -116,7 +116,8 @@ def fact(node: Node, text: str) -> Fact[list[Drift]]:
 def differences(wanted: Intent, r: Result) -> list[Drift]:
     parts = r.out.split(f"{SEP}\n")
     if not r.ok or len(parts) != len(READS):
-        raise RuntimeError(f"links, addresses and routes unreadable: {(r.err or r.out).strip()[-200:]}")
+        why = (r.err or r.out).strip()[-200:]
+        return [Drift(f"its links, addresses and routes could not be read: {why}", ())]
     links, addrs, routes4, routes6, rules4, rules6 = (json.loads(p.strip() or "[]") for p in parts)
     up = {x["ifname"]: "UP" in x.get("flags", []) for x in links}
     held = {x["ifname"]: {ipaddress.ip_interface(f"{a['local']}/{a['prefixlen']}")

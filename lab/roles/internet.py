@@ -14,6 +14,7 @@ from lab.roles.target import Target
 from lab.substrate.base import Node, Service
 
 TEMPLATES = ("internet",)
+DAEMONS: dict[str, str] = {"dnsmasq": "/run/dnsmasq.pid"}
 
 # Names the lab looks up: the containers' apt source, and the resolver's own name.
 NAMES = (MIRROR_HOST, "dns.quad9.net")
@@ -55,7 +56,7 @@ def services(t: Target) -> list[Service]:
     p = t.path
     return [
         Service("dnsmasq", ("dnsmasq", "--keep-in-foreground", "--user=root",
-                            f"--conf-file={p('/etc/dnsmasq.conf')}", f"--pid-file={p('/run/dnsmasq.pid')}")),
+                            f"--conf-file={p('/etc/dnsmasq.conf')}", f"--pid-file={p(DAEMONS['dnsmasq'])}")),
         # Python's http.server on "::" answers IPv4 too (it turns IPV6_V6ONLY off).
         Service("http", ("/usr/bin/python3", "-m", "http.server", "--bind", "::",
                          "--directory", p("/srv/www"), "80")),

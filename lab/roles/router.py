@@ -7,10 +7,11 @@ from lab.roles.target import Target
 from lab.substrate.base import Service
 
 TEMPLATES = ("router", "vm")
+DAEMONS: dict[str, str] = {}  # the kernel routes; its rules and tables come from the interfaces file
 
 
 def services(t: Target) -> list[Service]:
-    return []  # the kernel routes; its rules and tables come from the interfaces file
+    return []
 
 
 def apply(t: Target) -> None:

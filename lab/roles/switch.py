@@ -7,6 +7,7 @@ from lab.roles.target import Target
 from lab.substrate.base import Service
 
 TEMPLATES: tuple[str, ...] = ()
+DAEMONS: dict[str, str] = {}
 
 
 def services(t: Target) -> list[Service]:

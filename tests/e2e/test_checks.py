@@ -56,6 +56,9 @@ def test_route_removed_fails_the_router_table_check_and_the_task_exits_1(elab, l
         assert "table green" in failed[0]["expected"]
         assert "no 'default via 172.16.96.1 dev enp0s6.214'" in failed[0]["found"]
         assert "FAIL router.table4" in p.stdout
+        cause = "routerVM: no route default via 172.16.96.1 dev enp0s6.214 table green"
+        assert json.loads(out.read_text())["causes"] == [cause]
+        assert f"likely causes, as the nodes tell them:\n  {cause}\n" in p.stdout
     finally:
         sh(elab, "routerVM", "ip", "route", "replace", "default", "via", "172.16.96.1",
            "dev", "enp0s6.214", "table", "green")

@@ -64,7 +64,11 @@ def up(c, lab=None, driver=None, timeout=120):
     if driver not in (None, "lxd", "netns"):
         raise Exit("--driver must be lxd or netns", code=2)
     elab = _lab(lab, "netns", driver, need_up=False)
-    took = _guard(commands.provision, elab, ui.for_terminal(), float(timeout))
+    try:
+        took = _guard(commands.provision, elab, ui.for_terminal(), float(timeout))
+    except KeyboardInterrupt:
+        raise Exit(f"interrupted: what lab {elab.lab.name} has made so far stays; `invoke up` "
+                   "goes on from there, `invoke down` removes it", code=130) from None
     print(f"lab {elab.lab.name} is up and converged in {took:.1f} s "
           f"({elab.driver} containers); try `invoke status`")
 

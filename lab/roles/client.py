@@ -26,7 +26,11 @@ def dhclient(t: Target) -> Service:
 
 
 def services(t: Target) -> list[Service]:
-    return [dhclient(t)] if t.light else []  # else the container's own ifupdown runs dhclient
+    if t.light:
+        return [dhclient(t)]
+    # the container's own ifupdown runs dhclient: no unit to start, but a pid file and a log
+    nic = t.lab.containers.nic
+    return [Service("dhclient", ("dhclient",), pidfiles=(f"/run/dhclient.{nic}.pid",))]
 
 
 def apply(t: Target) -> None:

@@ -42,5 +42,6 @@ class SystemdServices:
         self.run(["systemctl", "stop", service.unit or service.name], check=False)
 
     def log(self: _Runs, service: Service, lines: int = 50) -> str:
-        return self.run(["journalctl", "-u", service.unit or service.name, "--no-pager", "-n", str(lines)],
-                        check=False).out
+        # a daemon without a unit of its own (ifupdown's dhclient) logs under its name
+        which = ["-u", service.unit] if service.unit else ["-t", service.name]
+        return self.run(["journalctl", *which, "--no-pager", "-n", str(lines)], check=False).out

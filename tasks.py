@@ -12,6 +12,7 @@ from lab.commands import UsageError
 from lab.render import FORMS, render, write
 
 LAB = "lab description (default: lab.yaml)"
+OUT = Path("vxlab-out")  # what tasks draw or write when not told where
 SUBSTRATE = ("which lab: netns (the embedded one) or vagrant (this directory's VMs); default: "
              "the embedded lab if it is up, else the VMs if they exist")
 
@@ -260,7 +261,7 @@ def host_down(c, lab=None):
 
 
 @task(name="graph", help={"lab": LAB, "format": "svg (default), png or dot",
-                          "out": "file to write (default: <lab name>.<format>, here)",
+                          "out": "file to write (default: vxlab-out/<lab name>.<format>, from here)",
                           "live": "also show the running lab: VRRP master, leases, daemons"})
 def graph_(c, lab=None, format="svg", out=None, live=False):
     """Draw the lab with Graphviz: VMs, switches, VLANs, addresses, VXLAN, VIPs."""
@@ -273,7 +274,9 @@ def graph_(c, lab=None, format="svg", out=None, live=False):
         the_lab, state = elab.lab, _guard(commands.status, elab)
     else:
         the_lab, state = _load(lab), None
-    print(_guard(graph.draw, the_lab, format, Path(out or f"{the_lab.name}.{format}"), state))
+    target = Path(out) if out else OUT / f"{the_lab.name}.{format}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    print(_guard(graph.draw, the_lab, format, target, state))
 
 
 @task(name="plot", help={"report": "a drill report (JSON), as a failover drill saves it",

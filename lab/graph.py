@@ -145,7 +145,7 @@ def _table_label(lab: model.Lab, name: str) -> str:
                  f"default via {gw.ipv4.ip}, {gw.link_local.ip}")
 
 
-def _tenant(g: graphviz.Graph, lab: model.Lab, name: str, live: dict[str, dict]) -> None:
+def _tenant(g: graphviz.Graph, lab: model.Lab, name: str, live: dict[str, dict], ovs: bool) -> None:
     t, sv = lab.tenants[name], lab.shared_vlan
     vm = t.vm
     peer = lab.tenants[lab.peer(name)]
@@ -159,18 +159,23 @@ def _tenant(g: graphviz.Graph, lab: model.Lab, name: str, live: dict[str, dict])
         u = t.underlay.tenant
         c.node(_id(vm, t.nic), _html(f"{t.nic} (underlay, VLAN {t.vlan})", str(u.ipv4), str(u.ipv6),
                                      f"MTU {sv.vxlan.underlay_mtu}"), style="filled", fillcolor="white")
-        c.node(_id(vm, t.vxlan_port), _html(f"{t.vxlan_port} (VXLAN port)", f"VNI {sv.vxlan.vni}",
+        port = "VXLAN port" if ovs else "kernel VXLAN device"
+        c.node(_id(vm, t.vxlan_port), _html(f"{t.vxlan_port} ({port})", f"VNI {sv.vxlan.vni}",
                                             f"local {u.ipv4.ip}", f"remote {peer.underlay.tenant.ipv4.ip}"),
                style="filled", fillcolor="white")
-        c.node(_id(vm, t.switch), _html(f"{t.switch} (OVS bridge)", f"MTU {sv.mtu}"),
-               shape="box3d", style="filled", fillcolor="white")
-        c.node(_id(vm, sv.bridge), _html(f"{sv.bridge} (SVI, VLAN {sv.vlan})", str(t.svi.ipv4),
+        svi = f"SVI, VLAN {sv.vlan}" if ovs else f"Linux bridge and SVI, VLAN {sv.vlan}"
+        c.node(_id(vm, sv.bridge), _html(f"{sv.bridge} ({svi})", str(t.svi.ipv4),
                                          str(t.svi.ipv6), str(t.svi.link_local),
                                          f"VRRP priority {t.vrrp_priority}"),
                style="filled", fillcolor="white")
         c.edge(_id(vm, t.nic), _id(vm, t.vxlan_port), style="dashed", label="underlay")
-        c.edge(_id(vm, t.vxlan_port), _id(vm, t.switch))
-        c.edge(_id(vm, t.switch), _id(vm, sv.bridge), label=f"fake bridge, VLAN {sv.vlan}")
+        if ovs:  # the seed's: an OVS bridge, the VLAN a fake bridge on it
+            c.node(_id(vm, t.switch), _html(f"{t.switch} (OVS bridge)", f"MTU {sv.mtu}"),
+                   shape="box3d", style="filled", fillcolor="white")
+            c.edge(_id(vm, t.vxlan_port), _id(vm, t.switch))
+            c.edge(_id(vm, t.switch), _id(vm, sv.bridge), label=f"fake bridge, VLAN {sv.vlan}")
+        else:  # the embedded lab: no OVS datapath, no 802.1q in its kernel
+            c.edge(_id(vm, t.vxlan_port), _id(vm, sv.bridge), label="bridge port")
         _containers(c, lab, name, live)
     g.edge(f"{lab.switch.name}:t{name}", _id(vm, t.nic), label=f"VLAN {t.vlan}")
 
@@ -253,10 +258,12 @@ def graph(lab: model.Lab, live: dict | None = None) -> graphviz.Graph:
     _host(g, lab)
     names = list(lab.tenants)
     # Definition order is left-to-right order: first tenant, router, second tenant.
-    _tenant(g, lab, names[0], rows)
+    # What runs: the embedded lab has Linux bridges and kernel VXLAN where the VMs have OVS.
+    ovs = (live or {}).get("substrate", "vagrant") != "embedded"
+    _tenant(g, lab, names[0], rows, ovs)
     _router(g, lab, rows)
     for n in names[1:]:
-        _tenant(g, lab, n, rows)
+        _tenant(g, lab, n, rows, ovs)
     _shared(g, lab, rows)
     return g
 

@@ -254,3 +254,15 @@ def test_no_two_nodes_of_the_default_lab_overlap(lab):
     for a, b in itertools.combinations(boxes, 2):
         apart = a[3] <= b[1] or b[3] <= a[1] or a[4] <= b[2] or b[4] <= a[2]
         assert apart, f"{a[0]} overlaps {b[0]}"
+
+
+def test_live_draws_the_substrate_that_runs(lab):
+    """The embedded lab has a Linux bridge and a kernel VXLAN device where the VMs have OVS."""
+    live = live_status(lab, master=lab.master())
+    vms = graph.dot(lab, {**live, "substrate": "vagrant"})
+    embedded = graph.dot(lab, {**live, "substrate": "embedded"})
+    for t in lab.tenants.values():
+        assert f"{t.vm}/{t.switch}" in vms and "(OVS bridge)" in cluster(vms, t.vm)
+        assert f"{t.vm}/{t.switch}" not in embedded and "OVS" not in cluster(embedded, t.vm)
+        assert "Linux bridge and SVI" in cluster(embedded, t.vm)
+        assert frozenset((f"{t.vm}/{t.vxlan_port}", f"{t.vm}/{lab.shared_vlan.bridge}")) in edges(embedded)

@@ -82,7 +82,8 @@ def test_seed_drill_green_loses_nothing(elab, lab_file, tmp_path):
     whats = [e.what for e in report.events]
     assert any("greenVM enters FAULT" in w for w in whats)
     assert any("blueVM enters MASTER" in w for w in whats)
-    assert any(w.startswith("VIPs arrive on blueVM") for w in whats)
+    vips = " ".join(str(v.vip.ip) for v in (elab.lab.vrrp.instances.ipv4, elab.lab.vrrp.instances.ipv6))
+    assert f"VIPs leave greenVM: {vips}" in whats and f"VIPs arrive on blueVM: {vips}" in whats
     assert any(w.startswith("router marks the containers' flows 220") for w in whats)
     assert "PASS" in p.stdout
 

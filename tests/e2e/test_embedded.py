@@ -17,7 +17,7 @@ import pytest
 import yaml
 from conftest import needs_root
 
-from lab import model
+from lab import lifecycle, model
 from lab.embedded import EmbeddedLab
 from lab.host.cgroups import container_cgroups
 from lab.host.wait import until
@@ -195,6 +195,26 @@ def test_second_up_duplicates_nothing_and_restarts_what_died(elab):
                                                   lineterm="")) if was != now else ""
             assert was == now, f"{node} {kind} changed after a second up:\n{diff}"
     assert blue.read("/run/keepalived.pid") not in (None, pid)
+
+
+def test_status_says_fault_as_keepalived_reports_it(elab):
+    """A tenant in FAULT is not shown as BACKUP, and the table shows no Python values."""
+    from lab import commands
+
+    rule = ["OUTPUT", "-d", f"{elab.lab.internet.resolver.ipv4}/32", "-j", "DROP"]
+    blue = elab.node("blueVM")
+    blue.run(["iptables", "-A", *rule])
+    try:
+        def vrrp() -> str:
+            return next(n["vrrp"] for n in commands.status(elab)["nodes"] if n["node"] == "blueVM")
+
+        assert until(lambda: vrrp() == "FAULT", 15, 0.5)
+        title, header, rows, problems = commands.status_rows(commands.status(elab))
+        assert "NOT converged" in title and any("blueVM" in p and "FAULT" in p for p in problems)
+        assert not any("None" in cell or "[" in cell for row in rows for cell in row), rows
+    finally:
+        blue.run(["iptables", "-D", *rule])
+    lifecycle.wait(elab)
 
 
 def test_a_killed_dhcpd_is_seen_dead_and_up_restarts_it(elab):

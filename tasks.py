@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -68,8 +69,9 @@ def up(c, lab=None, driver=None, timeout=120):
     try:
         took = _guard(commands.provision, elab, ui.for_terminal(), float(timeout))
     except KeyboardInterrupt:
-        raise Exit(f"interrupted: what lab {elab.lab.name} has made so far stays; `invoke up` "
-                   "goes on from there, `invoke down` removes it", code=130) from None
+        print(f"\ninterrupted: what lab {elab.lab.name} has made so far stays; `invoke up` goes on "
+              "from there, `invoke down` removes it", file=sys.stderr, flush=True)
+        os._exit(130)  # now: the threads still waiting on commands are not waited for
     print(f"lab {elab.lab.name} is up and converged in {took:.1f} s "
           f"({elab.driver} containers); try `invoke status`")
 

@@ -16,8 +16,17 @@ def pmap(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
     items = list(items)
     if len(items) <= 1:
         return [fn(item) for item in items]
-    with ThreadPoolExecutor(max_workers=len(items)) as pool:
-        return list(pool.map(fn, items))
+    pool = ThreadPoolExecutor(max_workers=len(items))
+    try:
+        out = list(pool.map(fn, items))
+    except KeyboardInterrupt:  # Ctrl-C: no waiting for the others' commands to end
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    except BaseException:
+        pool.shutdown()
+        raise
+    pool.shutdown()
+    return out
 
 
 def parallel(fn: Callable[[T], object], items: Iterable[T]) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import shlex
 import threading
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -154,13 +155,17 @@ class VagrantNode(SystemdServices):
         # -n: never wait for a password prompt; -H: root's HOME, as on the other substrates.
         command = ("sudo -n -H -- " if self.sudo else "") + shlex.join(argv)
         stdin = io.StringIO(input) if input is not None else io.StringIO("")
+        started, timed_out = time.monotonic(), False
         try:
             r = self.connection().run(command, hide=True, warn=True, in_stream=stdin,
                                       timeout=timeout, pty=False)
             result = Result(tuple(argv), r.exited, r.stdout, r.stderr)
         except CommandTimedOut as e:
-            result = Result(tuple(argv), 124, e.result.stdout,
-                            e.result.stderr + f"\ntimed out after {timeout} s")
+            result, timed_out = Result(tuple(argv), 124, e.result.stdout, e.result.stderr), True
+        # invoke's timer closes the channel; if its thread is still finishing when the command
+        # returns, no CommandTimedOut comes, only a channel without an exit status (-1)
+        if timed_out or (result.rc == -1 and time.monotonic() - started >= timeout):
+            result = Result(tuple(argv), 124, result.out, result.err + f"\ntimed out after {timeout} s")
         if check and not result.ok:
             raise CommandError(self.name, result)
         return result

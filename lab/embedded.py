@@ -60,8 +60,6 @@ class EmbeddedLab:
     def exists(self) -> bool:
         return self.net.ns(self.lab.router.vm) in namespaces()
 
-    is_up = exists
-
     def names(self) -> list[str]:
         return [n.name for n in self.topology.nodes]
 

@@ -8,7 +8,6 @@ The library reports through `Reporter` only; tasks.py picks the rendering (`for_
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Sequence
 from typing import Protocol, TextIO
 
@@ -51,15 +50,13 @@ class Plain:
 
 
 class Live:
-    """rich: notes scroll above a spinner that names the stage under way and its time."""
+    """rich: notes scroll above a spinner that names the stage under way."""
 
     def __init__(self) -> None:
         from rich.console import Console
 
         self.console = Console()
         self.status = self.console.status("")
-        self.since = time.monotonic()
-        self.current = ""
         self.started = False
 
     def note(self, msg: str) -> None:
@@ -67,7 +64,6 @@ class Live:
 
     def stage(self, msg: str) -> None:
         self.note(msg)
-        self.current, self.since = msg, time.monotonic()
         self.status.update(f"[bold]{_escape(msg)}")
         if not self.started:
             self.status.start()

@@ -285,5 +285,5 @@ def test_a_client_taken_out_of_the_description_is_removed(elab):
 def test_down_leaves_nothing(elab):
     elab.down()
     assert footprint() == {"netns": [], "mounts": [], "cgroups": [], "files": []}
-    assert not elab.is_up()
+    assert not elab.exists()
     elab.down()  # idempotent

@@ -90,6 +90,32 @@ def _route(r: Result) -> Route:
     return Route(routes[0].get("gateway"), routes[0].get("dev")) if routes else Route(None, None)
 
 
+def routes(node: Node, family: int, table: str = "main") -> Fact[frozenset[str]]:
+    """A routing table, each route as `ip route` writes it: `DST [via GW] dev DEV`."""
+    return Fact(node.name, ("ip", "-j", f"-{family}", "route", "show", "table", table),
+                lambda r: frozenset(route_text(x, family) for x in _json(r)))
+
+
+def route_text(entry: dict, family: int) -> str:
+    """One route of `ip -j route`, with a host route's prefix length written out."""
+    dst = entry.get("dst", "")
+    if dst != "default" and "/" not in dst:
+        dst += "/32" if family == 4 else "/128"
+    via = f" via {entry['gateway']}" if entry.get("gateway") else ""
+    return f"{dst}{via} dev {entry.get('dev', '')}"
+
+
+def rules(node: Node, family: int) -> Fact[frozenset[str]]:
+    """The policy rules that select a table by fwmark, as `pref N fwmark M lookup T`."""
+    return Fact(node.name, ("ip", "-j", f"-{family}", "rule", "show"),
+                lambda r: frozenset(f"pref {x.get('priority')} fwmark {x['fwmark']} lookup {x.get('table')}"
+                                    for x in _json(r) if "fwmark" in x))
+
+
+def _json(r: Result) -> list[dict]:
+    return json.loads(r.out) if r.ok and r.out.strip() else []
+
+
 def dead(node: Node, daemons: dict[str, str]) -> Fact[list[str]]:
     """Which of these daemons (name: its pid file on the node) are not running."""
     tests = "; ".join(f"{pid_alive(node.path(pidfile))} || echo {shlex.quote(name)}"

@@ -70,6 +70,20 @@ def test_failing_checks_are_retried_until_they_pass_or_the_deadline(tmp_path: Pa
     assert [(o.check.name, o.ok) for o in report.outcomes] == [
         ("router.first", True), ("g.late", True), ("g.never", False), ("g.ok", True)]
     by_name = {o.check.name: o for o in report.outcomes}
-    assert by_name["g.late"].tries == 2 and by_name["g.ok"].tries == 1
+    assert by_name["g.late"].tries == 3 and by_name["g.ok"].tries == 2  # and read again at the end
     assert by_name["g.never"].tries > 2 and by_name["g.never"].found.startswith("exit 1")
     assert not report.ok
+
+
+def test_a_check_that_held_early_is_read_again_when_the_lab_moved(tmp_path: Path):
+    flag = tmp_path / "read"
+    nodes = {n: LocalNode(n) for n in ("a", "b")}
+    once = f"[ -e {flag} ] && exit 1; touch {flag}"  # holds on the first reading only
+    report = checks.run([check("g.once", "a", "sh", "-c", once), check("g.ok", "a", "true"),
+                         check("g.never", "b", "false")], nodes.__getitem__, wait=1)
+    by_name = {o.check.name: o for o in report.outcomes}
+    assert not by_name["g.once"].ok and by_name["g.once"].found.startswith("held at first, then: exit 1")
+    assert by_name["g.ok"].ok and by_name["g.ok"].tries == 2
+    again = f"rm -f {flag}; {once}"
+    still = checks.run([check("g.still", "a", "sh", "-c", again)], nodes.__getitem__, wait=1)
+    assert still.ok and still.outcomes[0].tries == 1  # a lab that stood still is read once

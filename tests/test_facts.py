@@ -62,7 +62,7 @@ def test_converged_is_a_named_subset_of_the_checks():
     subset = checks.converged(lab, PathNode)
     every = {(c.name, c.node)
              for c in (*checks.seed.addressing(lab, PathNode), *checks.seed.gateway(lab, PathNode),
-                       *checks.seed.router(lab))}
+                       *checks.seed.router(lab, PathNode))}
     assert {(c.name, c.node) for c in subset} <= every
     clients = {c for t in lab.tenants.values() for c in t.clients}
     tenants = {t.vm for t in lab.tenants.values()}
@@ -93,3 +93,35 @@ def test_the_interfaces_files_intent_and_what_puts_each_piece_back():
     tenant_ = interfaces.intent(files["greenVM"]["/etc/network/interfaces"].text)
     assert "vxlanGreenBlue" not in tenant_.links  # an OVS tunnel port: no kernel link of its own
     assert "fe80:7::dd/64" in tenant_.addresses["sw-vlan7"]
+
+
+def test_the_routers_tables_and_rules_are_compared_route_by_route_and_named_in_words():
+    lab = model.load()
+    router = {(c.name, c.argv[-1] if c.name.startswith("router.table") else ""): c
+              for c in checks.seed.router(lab, PathNode)
+              if c.name.startswith(("router.table4", "router.rules4"))}
+    table = router[("router.table4", "green")]
+    shown = [{"dst": "default", "gateway": "172.16.96.1", "dev": "enp0s6.214"},
+             {"dst": "192.0.2.0/24", "gateway": "172.16.221.2", "dev": "enp0s6.221"},
+             {"dst": "172.16.221.0/24", "dev": "enp0s6.221", "protocol": "kernel", "scope": "link"},
+             {"dst": "172.16.96.0/24", "dev": "enp0s6.214", "protocol": "kernel", "scope": "link"}]
+    assert table.holds(result(json.dumps(shown))) is None
+    found = table.holds(result(json.dumps(shown[1:])))
+    assert found == "no route default via 172.16.96.1 dev enp0s6.214"
+    rules = router[("router.rules4", "")]
+    shown = [{"priority": 0, "src": "all", "table": "local"},
+             {"priority": 220, "src": "all", "fwmark": "0xdc", "table": "blue"}]
+    assert rules.holds(result(json.dumps(shown))) == "no rule pref 221 fwmark 0xdd lookup green"
+
+
+def test_failing_checks_say_what_they_found_in_words():
+    assert checks.replies(Result(("ping",), 1, "2 packets transmitted, 0 received, 100% packet loss", "")) \
+        == "no reply to 2 pings"
+    assert checks.replies(Result(("ping",), 2, "", "ping: connect: Network is unreachable")) \
+        == "cannot ping: ping: connect: Network is unreachable"
+    dns = checks.seed.nameserver("9.9.9.9")
+    assert dns(result("nameserver 9.9.9.9\n")) is None
+    assert dns(result("nameserver 10.0.0.1\n")) == "nameservers 10.0.0.1"
+    resolves = checks.seed.resolves_to("9.9.9.9", "2620:fe::fe")
+    assert resolves(result("9.9.9.9 STREAM deb.debian.org\n9.9.9.9 DGRAM\n")) == "resolves to 9.9.9.9"
+    assert resolves(Result(("getent",), 2, "", "")) == "does not resolve (exit 2)"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from lab.checks.check import Check, Outcome, Predicate, all_of, contains, matches, succeeds
+from lab.checks.check import Check, Outcome, Predicate, replies, succeeds
 from lab.checks.run import GROUPS, Report, run, run_batch, select
 from lab.checks.seed import (
     apt_ok,
@@ -26,6 +26,6 @@ def problems(checks: list[Check], node: Callable[[str], Node]) -> list[str]:
     return run(checks, node, wait=0).problems()
 
 
-__all__ = ["GROUPS", "Check", "Outcome", "Predicate", "Report", "all_of", "apt_ok", "bridge_learned",
-           "build", "contains", "container_macs", "converged", "dhcp_pair", "eui64", "flows_from",
-           "matches", "ovs_learned", "problems", "run", "run_batch", "select", "succeeds"]
+__all__ = ["GROUPS", "Check", "Outcome", "Predicate", "Report", "apt_ok", "bridge_learned",
+           "build", "container_macs", "converged", "dhcp_pair", "eui64", "flows_from",
+           "ovs_learned", "problems", "replies", "run", "run_batch", "select", "succeeds"]

@@ -50,24 +50,14 @@ def succeeds(r: Result) -> str | None:
     return None if r.ok else f"exit {r.rc}: {last(r.err or r.out)}"
 
 
-def contains(*needles: str) -> Predicate:
-    def holds(r: Result) -> str | None:
-        missing = [n for n in needles if n not in r.out]
-        return f"no {', '.join(map(repr, missing))} in: {last(r.out)}" if missing or not r.ok else None
-    return holds
-
-
-def matches(pattern: str) -> Predicate:
-    def holds(r: Result) -> str | None:
-        return None if re.search(pattern, r.out, re.M) else f"no match for /{pattern}/ in: {last(r.out)}"
-    return holds
-
-
-def all_of(*preds: Predicate) -> Predicate:
-    def holds(r: Result) -> str | None:
-        found = [f for p in preds if (f := p(r))]
-        return found[0] if found else None
-    return holds
+def replies(r: Result) -> str | None:
+    """ping got a reply; else how many of its probes went unanswered, or why it could not send."""
+    if r.ok:
+        return None
+    m = re.search(r"(\d+) packets transmitted, (\d+) received", r.out)
+    if m:
+        return f"no reply to {m.group(1)} pings"
+    return f"cannot ping: {last(r.err or r.out)}"
 
 
 def last(text: str, n: int = 300) -> str:

@@ -13,7 +13,8 @@ import ipaddress
 import re
 from collections.abc import Callable, Iterable
 
-from lab.checks.check import Check, Predicate, all_of, contains, last, matches, succeeds
+from lab import facts
+from lab.checks.check import Check, Predicate, last, replies, succeeds
 from lab.facts import Nic, Route
 from lab.model import Lab
 from lab.roles import client, dhcp, tenant
@@ -48,7 +49,7 @@ def build(lab: Lab, node: NodeOf, ovs: bool = False) -> list[Check]:
     flows)."""
     macs = container_macs(lab, node)
     return [*addressing(lab, node), *gateway(lab, node), *vxlan(lab, node, macs, ovs),
-            *internet(lab, node), *router(lab)]
+            *internet(lab, node), *router(lab, node)]
 
 
 def converged(lab: Lab, node: NodeOf) -> list[Check]:
@@ -56,7 +57,7 @@ def converged(lab: Lab, node: NodeOf) -> list[Check]:
     none and BACKUP, their daemons run, both DHCP servers run in failover state normal, every
     client has its lease, SLAAC address and both default routes, the router its fwmark rules
     and tenant tables."""
-    return [c for c in (*addressing(lab, node), *gateway(lab, node), *router(lab)) if c.converged]
+    return [c for c in (*addressing(lab, node), *gateway(lab, node), *router(lab, node)) if c.converged]
 
 
 def dhcp_pair(lab: Lab, node: NodeOf) -> list[Check]:
@@ -71,13 +72,13 @@ def addressing(lab: Lab, node: NodeOf) -> Iterable[Check]:
     dns = lab.internet.resolver.ipv4
     for name, t in lab.tenants.items():
         s = t.dhcp_server
-        yield Check("addressing.static", s.name, ("ip", "-4", "addr", "show", "dev", nic),
-                    contains(f"inet {s.ipv4} "), f"{s.name} holds {s.ipv4} on {nic}")
+        yield Check.on("addressing.static", facts.nic(node(s.name), nic), holds_address(s.ipv4),
+                       f"{s.name} holds {s.ipv4} on {nic}")
         for c in t.clients:
             yield Check.on("addressing.lease", client.nic(lab, node(c)), lease_in(r.first, r.last, sv.ipv4),
                            f"a DHCP lease in {r.first}-{r.last} on {nic}", converged=True)
             yield Check("addressing.dns", c, ("cat", "/etc/resolv.conf"),
-                        contains(f"nameserver {dns}"), f"DNS {dns} from DHCP in /etc/resolv.conf")
+                        nameserver(str(dns)), f"DNS {dns} from DHCP in /etc/resolv.conf")
         for c in lab.containers_of(name):
             is_client = c in t.clients
             yield Check.on("addressing.slaac", client.nic(lab, node(c)), slaac(sv.ipv6),
@@ -85,6 +86,26 @@ def addressing(lab: Lab, node: NodeOf) -> Iterable[Check]:
             for fam, vip in ((4, vip4), (6, vip6)):
                 yield Check.on(f"addressing.route{fam}", client.route(node(c), fam), via(vip, nic),
                                f"IPv{fam} default route via {vip}", converged=is_client)
+
+
+def holds_address(want) -> Callable[[Nic], str | None]:
+    def holds(found: Nic) -> str | None:
+        if want in found.addresses:
+            return None
+        same = [str(a) for a in found.addresses if a.version == want.version]
+        return f"IPv{want.version} addresses {', '.join(same) or 'none'}"
+    return holds
+
+
+def nameserver(want: str) -> Predicate:
+    def holds(r: Result) -> str | None:
+        found = re.findall(r"^nameserver\s+(\S+)", r.out, re.M)
+        if r.ok and want in found:
+            return None
+        if found:
+            return f"nameservers {', '.join(found)}"
+        return f"no nameserver ({last(r.err) if not r.ok else 'none given'})"
+    return holds
 
 
 def lease_in(first, last_, net) -> Callable[[Nic], str | None]:
@@ -158,16 +179,16 @@ def vxlan(lab: Lab, node: Callable[[str], Node], macs: dict[str, str], ovs: bool
     for name, t in lab.tenants.items():
         peer = lab.tenants[lab.peer(name)]
         yield Check("vxlan.ping4", t.vm, ("ping", "-c", "2", "-i", "0.2", "-W", "1", str(peer.svi.ipv4.ip)),
-                    succeeds, f"{t.vm} reaches {peer.vm}'s SVI {peer.svi.ipv4.ip} over VXLAN")
+                    replies, f"{t.vm} reaches {peer.vm}'s SVI {peer.svi.ipv4.ip} over VXLAN")
         ll = f"{peer.svi.link_local.ip}%{sv}"
         yield Check("vxlan.ping6", t.vm, ("ping", "-c", "2", "-i", "0.2", "-W", "1", ll),
-                    succeeds, f"{t.vm} reaches {ll} over VXLAN")
+                    replies, f"{t.vm} reaches {ll} over VXLAN")
     # Frames of every container cross the tunnel (the FDB checks below need them learned).
     for name in lab.tenants:
         peer = lab.tenants[lab.peer(name)]
         for c in lab.containers_of(name):
             yield Check("vxlan.reach", c, ("ping", "-c", "1", "-W", "1", str(peer.svi.ipv4.ip)),
-                        succeeds, f"{c} reaches {peer.vm}'s SVI across the tunnel")
+                        replies, f"{c} reaches {peer.vm}'s SVI across the tunnel")
     for name, t in lab.tenants.items():
         others = {c: macs[c] for c in lab.containers_of(lab.peer(name))}
         if ovs:  # the seed's own view: ovs-appctl fdb/show on VLAN 7, port of the tunnel
@@ -210,11 +231,11 @@ def internet(lab: Lab, node: Callable[[str], Node]) -> Iterable[Check]:
     for t in lab.tenants:
         for c in lab.containers_of(t):
             yield Check("internet.ping4", c, ("ping", "-c", "2", "-i", "0.2", "-W", "2", str(res.ipv4)),
-                        succeeds, f"ping {res.ipv4}")
+                        replies, f"ping {res.ipv4}")
             yield Check("internet.ping6", c, ("ping", "-c", "2", "-i", "0.2", "-W", "2", str(res.ipv6)),
-                        succeeds, f"ping {res.ipv6}")
+                        replies, f"ping {res.ipv6}")
             yield Check("internet.dns", c, ("getent", "ahosts", MIRROR_HOST),
-                        contains(str(res.ipv4), str(res.ipv6)),
+                        resolves_to(str(res.ipv4), str(res.ipv6)),
                         f"{MIRROR_HOST} resolves to {res.ipv4}, {res.ipv6}")
             for fam in ("4", "6"):
                 yield Check(f"internet.http{fam}", c,
@@ -223,6 +244,15 @@ def internet(lab: Lab, node: Callable[[str], Node]) -> Iterable[Check]:
                             succeeds, f"HTTP over IPv{fam} from {MIRROR_HOST}")
             yield Check("internet.apt", c, apt_update(node(c).root), apt_ok,
                         "apt-get update reaches the lab's mirror (the seed's test)", timeout=60)
+
+
+def resolves_to(*want: str) -> Predicate:
+    def holds(r: Result) -> str | None:
+        found = list(dict.fromkeys(line.split()[0] for line in r.out.splitlines() if line.split()))
+        if r.ok and all(w in found for w in want):
+            return None
+        return f"resolves to {', '.join(found)}" if found else f"does not resolve (exit {r.rc})"
+    return holds
 
 
 def apt_ok(r: Result) -> str | None:
@@ -246,14 +276,15 @@ def apt_update(root: str) -> tuple[str, ...]:
             " update")
 
 
-def router(lab: Lab) -> Iterable[Check]:
+def router(lab: Lab, node: NodeOf) -> Iterable[Check]:
     r, gw = lab.router, lab.internet.gateway
+    vm = node(r.vm)
     up = r.subif(r.uplink.vlan)
-    for fam, flag in (("4", "-4"), ("6", "-6")):
-        rules = [rf"^{t.table}:\s+from all fwmark {t.fwmark:#x} lookup {n}$" for n, t in lab.tenants.items()]
-        yield Check(f"router.rules{fam}", r.vm, ("ip", flag, "rule"), all_of(*map(matches, rules)),
-                    "fwmark rules: " + ", ".join(f"{t.fwmark:#x} -> {n}" for n, t in lab.tenants.items()),
-                    converged=True)
+    for fam in (4, 6):
+        want = [f"pref {t.table} fwmark {t.fwmark:#x} lookup {n}" for n, t in lab.tenants.items()]
+        yield Check.on(f"router.rules{fam}", facts.rules(vm, fam), has_all(want, "rule"),
+                       "fwmark rules: " + ", ".join(f"{t.fwmark:#x} -> {n}" for n, t in lab.tenants.items()),
+                       converged=True)
     for n, t in lab.tenants.items():
         dev = r.subif(t.vlan)
         v4 = [f"default via {gw.ipv4.ip} dev {up}",
@@ -262,14 +293,20 @@ def router(lab: Lab) -> Iterable[Check]:
         v6 = [f"default via {gw.link_local.ip} dev {up}",
               f"{lab.shared_vlan.ipv6} via {t.underlay.tenant.ipv6.ip} dev {dev}",
               f"{t.underlay.router.ipv6.network} dev {dev}", f"{r.uplink.ipv6.network} dev {up}"]
-        yield Check("router.table4", r.vm, ("ip", "-4", "route", "show", "table", n), contains(*v4),
-                    f"table {n}: " + "; ".join(v4), converged=True)
-        yield Check("router.table6", r.vm, ("ip", "-6", "route", "show", "table", n), contains(*v6),
-                    f"table {n}: " + "; ".join(v6), converged=True)
+        for fam, want in ((4, v4), (6, v6)):
+            yield Check.on(f"router.table{fam}", facts.routes(vm, fam, n), has_all(want, "route"),
+                           f"table {n}: " + "; ".join(want), converged=True)
     mark = lab.tenants[lab.master()].fwmark
     for fam, src in (("ipv4", lab.shared_vlan.ipv4), ("ipv6", lab.shared_vlan.ipv6)):
         yield Check(f"router.conntrack{fam[-1]}", r.vm, ("conntrack", "-L", "-f", fam, "--mark", str(mark)),
                     flows_from(src), f"flows from {src} marked {mark} ({lab.master()}, the master)")
+
+
+def has_all(want: list[str], what: str) -> Callable[[frozenset[str]], str | None]:
+    def holds(found: frozenset[str]) -> str | None:
+        missing = [w for w in want if w not in found]
+        return f"no {what} {'; '.join(missing)}" if missing else None
+    return holds
 
 
 def flows_from(net) -> Predicate:

@@ -16,7 +16,7 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from lab.facts import Fact
+from lab.facts import Fact, route_text
 from lab.substrate.base import Node, Result
 
 SEP = "@@vxlab-intent"
@@ -33,9 +33,12 @@ class Route:
     table: str
 
     def __str__(self) -> str:
-        via = f" via {self.via}" if self.via else ""
         table = "" if self.table == "main" else f" table {self.table}"
-        return f"route {self.dst}{via} dev {self.dev}{table}"
+        return f"route {self.text()}{table}"
+
+    def text(self) -> str:
+        """As `ip route` writes it (lab.facts.route_text)."""
+        return f"{self.dst}{f' via {self.via}' if self.via else ''} dev {self.dev}"
 
     def fix(self) -> tuple[str, ...]:
         via = ("via", self.via) if self.via else ()
@@ -129,17 +132,12 @@ def differences(wanted: Intent, r: Result) -> list[Drift]:
         if name not in missing:
             out += [Drift(f"no {a} on {name}", ("ip", "addr", "replace", a, "dev", name))
                     for a in want if ipaddress.ip_interface(a) not in held.get(name, set())]
-    live = {_live(r, fam) for fam, rs in ((4, routes4), (6, routes6)) for r in rs}
+    live = {(fam, r.get("table", "main"), route_text(r, fam)) for fam, rs in ((4, routes4), (6, routes6))
+            for r in rs}
     out += [Drift(f"no {r}", r.fix()) for r in wanted.routes
-            if (r.family, r.dst, r.via, r.dev, r.table) not in live and r.dev not in missing]
+            if (r.family, r.table, r.text()) not in live and r.dev not in missing]
     prefs = {(4, x.get("priority")) for x in rules4} | {(6, x.get("priority")) for x in rules6}
     out += [Drift(f"no IPv{x.family} rule pref {x.pref}", x.add) for x in wanted.rules
             if (x.family, x.pref) not in prefs]
     return [Drift(f"{name} is missing", (), name) for name in missing] + out
 
-
-def _live(r: dict, family: int) -> tuple:
-    dst = r.get("dst", "")
-    if dst != "default" and "/" not in dst:
-        dst += "/32" if family == 4 else "/128"
-    return family, dst, r.get("gateway"), r.get("dev", ""), r.get("table", "main")

@@ -54,7 +54,7 @@ def test_route_removed_fails_the_router_table_check_and_the_task_exits_1(elab, l
         failed = [c for c in json.loads(out.read_text())["checks"] if not c["ok"]]
         assert [(c["check"], c["node"]) for c in failed] == [("router.table4", "routerVM")]
         assert "table green" in failed[0]["expected"]
-        assert "no 'default via 172.16.96.1 dev enp0s6.214'" in failed[0]["found"]
+        assert failed[0]["found"] == "no route default via 172.16.96.1 dev enp0s6.214"
         assert "FAIL router.table4" in p.stdout
         cause = "routerVM: no route default via 172.16.96.1 dev enp0s6.214 table green"
         assert json.loads(out.read_text())["causes"] == [cause]

@@ -110,6 +110,18 @@ def test_vagrant_lab_end_to_end(capsys):
         times["test.connectivity"] = run(INVOKE, "test.connectivity", "--wait", "120", timeout=900,
                                          show=1)
         times["failover.green"] = run(INVOKE, "failover.green", timeout=900, show=40)
+        # broken as a student would: greenVM's NIC set down and up (the kernel drops its
+        # routes), a route deleted from routerVM's green table; provision puts back exactly that
+        run(INVOKE, "exec", "greenVM", "--", "sh", "-c", "ip link set enp0s6 down; ip link set enp0s6 up",
+            timeout=120)
+        run(INVOKE, "exec", "routerVM", "--", "ip", "route", "del", "default", "table", "green", timeout=120)
+        times["provision (repair)"] = run(INVOKE, "provision", timeout=900)
+        repaired = [ln for ln in OUTPUT["invoke provision"].splitlines() if "repaired:" in ln]
+        RECORD.extend(repaired)
+        assert any("routerVM: " in ln and "default via 172.16.96.1" in ln for ln in repaired), repaired
+        assert any("greenVM: " in ln for ln in repaired), repaired
+        times["test.connectivity (repaired)"] = run(INVOKE, "test.connectivity", "--wait", "60",
+                                                    timeout=900, show=1)
     finally:
         t = time.monotonic()
         teardown_failed = teardown()

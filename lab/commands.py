@@ -76,7 +76,10 @@ def argv_after_dashes(argv: list[str] | None = None) -> list[str]:
 def exec_(elab: Runtime, name: str, command: list[str]) -> int:
     if not command:
         raise UsageError("say what to run: invoke exec NODE -- CMD [ARG...]")
-    return subprocess.call(node_of(elab, name).interactive(command))
+    from lab.roles.common import own_files
+
+    node = node_of(elab, name)
+    return subprocess.call(node.interactive(own_files(node, command)))
 
 
 def shell(elab: Runtime, name: str) -> int:

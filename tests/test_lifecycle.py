@@ -84,3 +84,22 @@ def test_converge_waits_for_the_runtimes_problems_and_names_them(stubbed):
     rt.problems = lambda: ["greenVM: expected keepalived reports MASTER; found BACKUP"]
     with pytest.raises(TimeoutError, match="keepalived reports MASTER"):
         lifecycle.converge(rt, timeout=0.05)
+
+
+def test_the_seeds_ifup_runs_with_the_nodes_own_files_where_they_are_elsewhere():
+    from lab.roles.common import own_files
+
+    class At:
+        def __init__(self, root: str) -> None:
+            self.root = root
+
+        def path(self, p: str) -> str:
+            return self.root + p
+
+    ns = At("/run/vxlab/x/greenVM")
+    assert own_files(ns, ["ifup", "sw-vlan7"]) == [
+        "ifup", "-i", "/run/vxlab/x/greenVM/etc/network/interfaces",
+        "--state-dir", "/run/vxlab/x/greenVM/run/network", "sw-vlan7"]
+    assert own_files(At(""), ["ifup", "sw-vlan7"]) == ["ifup", "sw-vlan7"]  # a VM: as typed
+    assert own_files(ns, ["ifup", "-i", "/tmp/f", "x"]) == ["ifup", "-i", "/tmp/f", "x"]
+    assert own_files(ns, ["ip", "link"]) == ["ip", "link"]

@@ -21,6 +21,16 @@ def sysctl(t: Target) -> None:
     t.node.run(["sysctl", "-q", "-p", t.path("/etc/sysctl.conf")])
 
 
+def own_files(node, command: list[str]) -> list[str]:
+    """ifup/ifdown/ifquery as the seed types them, with the node's own interfaces file and
+    state directory where those are not at their usual paths (a namespace's)."""
+    if command and command[0] in ("ifup", "ifdown", "ifquery") and node.path(INTERFACES) != INTERFACES \
+            and not {"-i", "--interfaces", "--state-dir"} & {a.split("=")[0] for a in command}:
+        own = ["-i", node.path(INTERFACES), "--state-dir", node.path("/run/network")]
+        return [command[0], *own, *command[1:]]
+    return command
+
+
 def ifupdown(t: Target, exclude: tuple[str, ...] = ()) -> None:
     """Bring up the `auto` interfaces of the node's interfaces file, with ifupdown.
 

@@ -134,6 +134,14 @@ def test_status_says_what_each_node_is_and_its_state(elab):
     assert all(s == "running" for n in st["nodes"] for s in n["services"].values())
 
 
+def test_the_seeds_ifupdown_commands_work_through_exec(elab):
+    from lab import commands
+
+    # the namespace's ifupdown state is its own: the host's /run/network knows nothing of sw-vlan7
+    assert commands.exec_(elab, "greenVM", ["ifquery", "--state", "sw-vlan7"]) == 0
+    assert commands.exec_(elab, "greenVM", ["ifquery", "--state", "no-such-link"]) != 0
+
+
 def test_every_check_of_the_seed_passes(elab):
     from lab import checks
 

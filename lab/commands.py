@@ -14,6 +14,7 @@ from lab import lifecycle, model, roles
 from lab.embedded import EmbeddedLab
 from lab.facts import Fact, read
 from lab.host.run import sh
+from lab.pool import pmap
 from lab.roles import Target, client, dhcp, internet, tenant
 from lab.substrate.base import Node, Runtime, Service
 from lab.topology import Topology
@@ -134,12 +135,14 @@ def status(rt: Runtime) -> dict:
     found: dict[str, dict[str, list]] = {}
     for (name, key, _), value in zip(wanted, read(rt.node, [f for *_, f in wanted]), strict=True):
         found.setdefault(name, {}).setdefault(key, []).append(value)
+    def services(name: str) -> dict[str, str]:  # as the substrate supervises them: by pid
+        node = rt.node(name)
+        return {s.name: ("running" if node.running(s) else "DEAD") for s in services_of(rt, name)}
+
     nodes = []
-    for name in rt.names():
+    for name, running in zip(rt.names(), pmap(services, rt.names()), strict=True):
         node, facts = rt.node(name), found.get(name, {})
-        row: dict = {"node": name, "kind": node.kind,
-                     "services": {s.name: ("running" if node.running(s) else "DEAD")
-                                  for s in services_of(rt, name)}}
+        row: dict = {"node": name, "kind": node.kind, "services": running}
         if "vrrp" in facts:
             row |= {"vrrp": facts["vrrp"][0] or "unknown", "vips": facts["vips"][0]}
         if "failover" in facts:

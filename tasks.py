@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -18,16 +19,21 @@ SUBSTRATE = ("which lab: netns (the embedded one) or vagrant (this directory's V
              "the embedded lab if it is up, else the VMs if they exist")
 
 
-def _load(lab_file: str | None) -> model.Lab:
+def _load(lab_file: str | None, sets: list[str] | None = None) -> model.Lab:
+    # The Vagrantfile, which vagrant (and python-vagrant) runs, reads the same description.
+    if lab_file:
+        os.environ["VXLAB_LAB"] = str(Path(lab_file).resolve())
+    if sets:
+        os.environ["VXLAB_SET"] = shlex.join(sets)
     try:
-        return model.load(lab_file or model.DEFAULT_LAB)
+        return model.load(lab_file or model.DEFAULT_LAB, sets or ())
     except model.LabError as e:
         raise Exit(f"invalid lab description:\n{e}", code=2) from None
 
 
-def _lab(lab_file, substrate=None, driver=None, need_up=True):
+def _lab(lab_file, sets, substrate=None, driver=None, need_up=True):
     try:
-        return commands.select(_load(lab_file), substrate, driver, need_up)
+        return commands.select(_load(lab_file, sets), substrate, driver, need_up)
     except UsageError as e:
         raise Exit(str(e), code=2) from None
     except RuntimeError as e:  # e.g. Vagrant cannot tell the VMs' state
@@ -50,22 +56,22 @@ def _guard(fn, *args):
 
 @task(name="render", help={"lab": LAB, "out": "directory to write DIR/<node>/<path on the node>",
                            "substrate": "vagrant (the VMs' files) or netns (the embedded lab's)"})
-def render_(c, out, lab=None, substrate="vagrant"):
+def render_(c, out, lab=None, substrate="vagrant", set_=None):
     """Render every node's files from the lab description."""
     if substrate not in FORMS:
         raise Exit(f"--substrate must be one of {', '.join(FORMS)}, not {substrate!r}", code=2)
-    files = render(_load(lab), substrate)  # validated and rendered before anything is written
+    files = render(_load(lab, set_), substrate)  # validated and rendered before anything is written
     for path in write(files, Path(out)):
         print(path)
 
 
 @task(help={"lab": LAB, "driver": "containers: lxd (default in lab.yaml) or netns (light)",
             "timeout": "seconds to wait for convergence"})
-def up(c, lab=None, driver=None, timeout=120):
+def up(c, lab=None, driver=None, timeout=120, set_=None):
     """Build and provision the embedded lab; wait until it has converged."""
     if driver not in (None, "lxd", "netns"):
         raise Exit("--driver must be lxd or netns", code=2)
-    elab = _lab(lab, "netns", driver, need_up=False)
+    elab = _lab(lab, set_, "netns", driver, need_up=False)
     try:
         took = _guard(commands.provision, elab, ui.for_terminal(), float(timeout))
     except KeyboardInterrupt:
@@ -77,17 +83,17 @@ def up(c, lab=None, driver=None, timeout=120):
 
 
 @task(help={"lab": LAB})
-def down(c, lab=None):
+def down(c, lab=None, set_=None):
     """Remove everything the lab made (also after a failed or interrupted up)."""
-    elab = _lab(lab, "netns", need_up=False)
+    elab = _lab(lab, set_, "netns", need_up=False)
     removed = _guard(elab.down, _say)
     print(f"lab {elab.lab.name}: " + ("removed" if removed else "nothing to remove"))
 
 
 @task(help={"lab": LAB, "json": "print JSON instead of a table", "substrate": SUBSTRATE})
-def status(c, lab=None, json=False, substrate=None):
+def status(c, lab=None, json=False, substrate=None, set_=None):
     """Nodes, containers, daemons, VRRP state, DHCP failover state, leases."""
-    st = _guard(commands.status, _lab(lab, substrate))
+    st = _guard(commands.status, _lab(lab, set_, substrate))
     if json:
         print(commands.status_json(st))
         return
@@ -98,40 +104,40 @@ def status(c, lab=None, json=False, substrate=None):
 
 
 @task(name="provision", help={"lab": LAB, "substrate": SUBSTRATE})
-def provision_(c, lab=None, substrate=None):
+def provision_(c, lab=None, substrate=None, set_=None):
     """Converge the running lab to the lab description (re-apply what changed only).
     On the Vagrant VMs (after `vagrant up`): the whole provisioning, host ports sealed first."""
-    took = _guard(commands.provision, _lab(lab, substrate), ui.for_terminal())
+    took = _guard(commands.provision, _lab(lab, set_, substrate), ui.for_terminal())
     print(f"converged in {took:.1f} s")
 
 
 @task(name="exec", help={"node": "a node of the lab (routerVM, blueC1, internet, ...)",
                         "substrate": SUBSTRATE})
-def exec_(c, node, lab=None, substrate=None):
+def exec_(c, node, lab=None, substrate=None, set_=None):
     """Run a command on a node: invoke exec NODE -- CMD [ARG...]; exits with its code."""
-    rc = _guard(commands.exec_, _lab(lab, substrate), node, commands.argv_after_dashes())
+    rc = _guard(commands.exec_, _lab(lab, set_, substrate), node, commands.argv_after_dashes())
     sys.exit(rc)
 
 
 @task(help={"node": "a node of the lab", "substrate": SUBSTRATE})
-def shell(c, node, lab=None, substrate=None):
+def shell(c, node, lab=None, substrate=None, set_=None):
     """An interactive shell on a node."""
-    sys.exit(_guard(commands.shell, _lab(lab, substrate), node))
+    sys.exit(_guard(commands.shell, _lab(lab, set_, substrate), node))
 
 
 @task(help={"node": "a node of the lab", "service": "one of its daemons (default: all)",
             "lines": "how many lines", "substrate": SUBSTRATE})
-def logs(c, node, service=None, lab=None, lines=50, substrate=None):
+def logs(c, node, service=None, lab=None, lines=50, substrate=None, set_=None):
     """A node's daemon logs."""
-    print(_guard(commands.logs, _lab(lab, substrate), node, service, int(lines)))
+    print(_guard(commands.logs, _lab(lab, set_, substrate), node, service, int(lines)))
 
 
 @task(help={"node": "a node of the lab", "iface": "interface on that node",
             "write": "pcap file to write (default: print packets live)",
             "count": "stop after this many packets", "substrate": SUBSTRATE})
-def capture(c, node, iface, write=None, count=None, lab=None, substrate=None):
+def capture(c, node, iface, write=None, count=None, lab=None, substrate=None, set_=None):
     """tcpdump on a node's interface, live or to a pcap file."""
-    sys.exit(_guard(commands.capture, _lab(lab, substrate), node, iface, write, count))
+    sys.exit(_guard(commands.capture, _lab(lab, set_, substrate), node, iface, write, count))
 
 
 @task
@@ -151,12 +157,12 @@ CHECK_HELP = {"lab": LAB, "json": "also write the results as JSON to this file",
               "substrate": SUBSTRATE}
 
 
-def _check(lab, group, json, junit, wait, substrate=None):
+def _check(lab, set_, group, json, junit, wait, substrate=None):
     def progress(o):
         print(f"{'ok  ' if o.ok else 'FAIL'} {o.check.name:24} {o.check.node:10} "
               + (o.check.expect if o.ok else f"expected {o.check.expect}; found {o.found}"), flush=True)
 
-    report = _guard(commands.check, _lab(lab, substrate), group, float(wait), json, junit, progress)
+    report = _guard(commands.check, _lab(lab, set_, substrate), group, float(wait), json, junit, progress)
     if report.causes:
         print("likely causes, as the nodes tell them:")
         print("\n".join(f"  {c}" for c in report.causes))
@@ -166,39 +172,39 @@ def _check(lab, group, json, junit, wait, substrate=None):
 
 
 @task(name="connectivity", help=CHECK_HELP)
-def test_connectivity(c, lab=None, json=None, junit=None, wait=10, substrate=None):
+def test_connectivity(c, lab=None, json=None, junit=None, wait=10, substrate=None, set_=None):
     """Every check of the seed's "Check the results" (all groups below)."""
-    _check(lab, None, json, junit, wait, substrate)
+    _check(lab, set_, None, json, junit, wait, substrate)
 
 
 @task(name="addressing", help=CHECK_HELP)
-def test_addressing(c, lab=None, json=None, junit=None, wait=10, substrate=None):
+def test_addressing(c, lab=None, json=None, junit=None, wait=10, substrate=None, set_=None):
     """Leases, DNS, SLAAC (EUI-64) and default routes of every container."""
-    _check(lab, "addressing", json, junit, wait, substrate)
+    _check(lab, set_, "addressing", json, junit, wait, substrate)
 
 
 @task(name="gateway", help=CHECK_HELP)
-def test_gateway(c, lab=None, json=None, junit=None, wait=10, substrate=None):
+def test_gateway(c, lab=None, json=None, junit=None, wait=10, substrate=None, set_=None):
     """The VRRP master holds both VIPs, the other is BACKUP; DHCP failover is normal."""
-    _check(lab, "gateway", json, junit, wait, substrate)
+    _check(lab, set_, "gateway", json, junit, wait, substrate)
 
 
 @task(name="vxlan", help=CHECK_HELP)
-def test_vxlan(c, lab=None, json=None, junit=None, wait=10, substrate=None):
+def test_vxlan(c, lab=None, json=None, junit=None, wait=10, substrate=None, set_=None):
     """The VXLAN ends reach each other; each switch learned the other tenant's containers."""
-    _check(lab, "vxlan", json, junit, wait, substrate)
+    _check(lab, set_, "vxlan", json, junit, wait, substrate)
 
 
 @task(name="internet", help=CHECK_HELP)
-def test_internet(c, lab=None, json=None, junit=None, wait=10, substrate=None):
+def test_internet(c, lab=None, json=None, junit=None, wait=10, substrate=None, set_=None):
     """From every container: ping v4/v6, DNS, HTTP v4/v6, apt-get update."""
-    _check(lab, "internet", json, junit, wait, substrate)
+    _check(lab, set_, "internet", json, junit, wait, substrate)
 
 
 @task(name="router", help=CHECK_HELP)
-def test_router(c, lab=None, json=None, junit=None, wait=10, substrate=None):
+def test_router(c, lab=None, json=None, junit=None, wait=10, substrate=None, set_=None):
     """routerVM: fwmark rules, tables blue/green, flows marked by the master."""
-    _check(lab, "router", json, junit, wait, substrate)
+    _check(lab, set_, "router", json, junit, wait, substrate)
 
 
 DRILL_HELP = {"lab": LAB, "mode": drills.help_text(),
@@ -209,8 +215,8 @@ DRILL_HELP = {"lab": LAB, "mode": drills.help_text(),
                           "timing)", "substrate": SUBSTRATE}
 
 
-def _drill(lab, tenant, mode, family, json, plot, deadline, substrate=None):
-    report = _guard(commands.drill, _lab(lab, substrate), tenant, mode, str(family),
+def _drill(lab, set_, tenant, mode, family, json, plot, deadline, substrate=None):
+    report = _guard(commands.drill, _lab(lab, set_, substrate), tenant, mode, str(family),
                     None if deadline is None else float(deadline), json, plot, _say)
     print(drills.summary(report))
     if not report.ok:
@@ -219,16 +225,16 @@ def _drill(lab, tenant, mode, family, json, plot, deadline, substrate=None):
 
 @task(name="green", help=DRILL_HELP)
 def failover_green(c, lab=None, mode="probe", family="both", json=None, plot=None, deadline=None,
-                  substrate=None):
+                  substrate=None, set_=None):
     """The seed's drill: green loses the Internet, blue takes over, then green gets it back."""
-    _drill(lab, "green", mode, family, json, plot, deadline, substrate)
+    _drill(lab, set_, "green", mode, family, json, plot, deadline, substrate)
 
 
 @task(name="blue", help=DRILL_HELP)
 def failover_blue(c, lab=None, mode="probe", family="both", json=None, plot=None, deadline=None,
-                  substrate=None):
+                  substrate=None, set_=None):
     """The same on blue (the BACKUP): the gateway must stay on green throughout."""
-    _drill(lab, "blue", mode, family, json, plot, deadline, substrate)
+    _drill(lab, set_, "blue", mode, family, json, plot, deadline, substrate)
 
 
 @task(name="build", help={"force": "build again even if the cache holds this recipe's box"})
@@ -243,39 +249,39 @@ def box_build(c, force=False):
 @task(name="up", help={"lab": LAB, "upstream": "simulated (default: the lab's own sealed Internet) "
                           "or nat (the real Internet: turns on this host's forwarding and NAT, "
                           "restored by host.down; for laptops, never in CI)"})
-def host_up(c, lab=None, upstream="simulated"):
+def host_up(c, lab=None, upstream="simulated", set_=None):
     """Prepare this host for `vagrant up`: OVS dsw-host, libvirt networks, the upstream.
     Idempotent; run it again after `vagrant up` to seal the VMs' new ports."""
     from lab.vagrant import host
 
     if upstream not in host.UPSTREAMS:
         raise Exit(f"--upstream must be one of {', '.join(host.UPSTREAMS)}, not {upstream!r}", code=2)
-    _guard(host.prepare, _load(lab), _say, None, upstream)
+    _guard(host.prepare, _load(lab, set_), _say, None, upstream)
 
 
 @task(name="down", help={"lab": LAB})
-def host_down(c, lab=None):
+def host_down(c, lab=None, set_=None):
     """Undo host.up (after `vagrant destroy -f`): the host as it was before."""
     from lab.vagrant import host
 
-    removed = _guard(host.cleanup, _load(lab), _say)
+    removed = _guard(host.cleanup, _load(lab, set_), _say)
     print("\n".join(removed) if removed else "nothing to remove")
 
 
 @task(name="graph", help={"lab": LAB, "format": "svg (default), png or dot",
                           "out": "file to write (default: vxlab-out/<lab name>.<format>, from here)",
                           "live": "also show the running lab: VRRP master, leases, daemons"})
-def graph_(c, lab=None, format="svg", out=None, live=False):
+def graph_(c, lab=None, format="svg", out=None, live=False, set_=None):
     """Draw the lab with Graphviz: VMs, switches, VLANs, addresses, VXLAN, VIPs."""
     from lab import graph  # here: only this task needs it
 
     if format not in graph.FORMATS:
         raise Exit(f"--format must be one of {', '.join(graph.FORMATS)}, not {format!r}", code=2)
     if live:
-        elab = _lab(lab)
+        elab = _lab(lab, set_)
         the_lab, state = elab.lab, _guard(commands.status, elab)
     else:
-        the_lab, state = _load(lab), None
+        the_lab, state = _load(lab, set_), None
     target = Path(out) if out else OUT / f"{the_lab.name}.{format}"
     target.parent.mkdir(parents=True, exist_ok=True)
     print(_guard(graph.draw, the_lab, format, target, state))
@@ -299,13 +305,13 @@ def plot_(c, report, out=None):
 
 
 @task(help={"lab": LAB})
-def docs(c, lab=None):
+def docs(c, lab=None, set_=None):
     """Regenerate the README's pictures: the lab (graph) and a real drill (needs the lab up)."""
     from lab import graph
 
-    elab = _lab(lab)
+    elab = _lab(lab, set_)
     print(_guard(graph.draw, elab.lab, "svg", Path("docs/lab.svg"), None))
-    _drill(lab, "green", "uplink", "both", None, "docs/drill-green-uplink.png", 20)
+    _drill(lab, set_, "green", "uplink", "both", None, "docs/drill-green-uplink.png", 20)
 
 
 ns = Collection(render_, up, down, status, provision_, exec_, shell, logs, capture, doctor,
@@ -314,9 +320,9 @@ ns.add_collection(Collection("test", test_connectivity, test_addressing, test_ga
                              test_internet, test_router))
 @task(name="dhcp", help={"lab": LAB, "json": "write the report as JSON to this file",
                          "deadline": "seconds allowed for the new lease", "substrate": SUBSTRATE})
-def failover_dhcp(c, lab=None, json=None, deadline=30, substrate=None):
+def failover_dhcp(c, lab=None, json=None, deadline=30, substrate=None, set_=None):
     """Stop the primary DHCP server: a client still gets a lease, from the secondary."""
-    report = _guard(commands.dhcp_drill, _lab(lab, substrate), float(deadline), json, _say)
+    report = _guard(commands.dhcp_drill, _lab(lab, set_, substrate), float(deadline), json, _say)
     print(drills.dhcp_summary(report))
     if not report.ok:
         raise Exit(code=1)
@@ -325,3 +331,10 @@ def failover_dhcp(c, lab=None, json=None, deadline=30, substrate=None):
 ns.add_collection(Collection("failover", failover_green, failover_blue, failover_dhcp))
 ns.add_collection(Collection("box", box_build))
 ns.add_collection(Collection("host", host_up, host_down))
+
+# Every task that reads the lab description takes `--set KEY=VALUE`, repeatable.
+SET = "KEY=VALUE: change the lab description for this run (repeatable), e.g. --set name=alice"
+for _task in (t for coll in (ns, *ns.collections.values()) for t in coll.tasks.values()):
+    if "set_" in _task.help or "lab" in _task.help:
+        _task.iterable = [*_task.iterable, "set_"]
+        _task.help["set_"] = SET

@@ -155,3 +155,39 @@ def test_every_problem_is_reported_at_once(lab_data):
 def test_missing_file():
     with pytest.raises(model.LabError, match="nothere.yaml: .*cannot read"):
         model.load("nothere.yaml")
+
+
+SETS_OK = [  # --set as typed -> the field it changed
+    (["name=alice"], lambda lab: lab.name == "alice"),
+    (["tenants.blue.clients=[blueC0, blueC1, blueC2]"], lambda lab: len(lab.tenants["blue"].clients) == 3),
+    (["tenants.blue.clients.1=blueX"], lambda lab: lab.tenants["blue"].clients[1] == "blueX"),
+    (["sysctl.net.ipv4.conf.all.log_martians=0"],
+     lambda lab: lab.sysctl["net.ipv4.conf.all.log_martians"] == 0),
+    (["radvd.min_interval=5", "radvd.min_interval=6"], lambda lab: lab.radvd.min_interval == 6),  # in order
+]
+
+SETS_BAD = [  # --set as typed -> the one line that refuses it
+    ("name", "--set name: give KEY=VALUE"),
+    ("=3", "--set =3: give KEY=VALUE"),
+    ("tenants..vlan=3", "a dotted path without empty parts"),
+    ("tenants.blu.vlan=3",
+     "--set tenants.blu.vlan: tenants.blu is not in the lab description (there: blue, green)"),
+    ("tenants.blue.clients.7=x", "--set tenants.blue.clients.7: '7' is not an index of a list of 2"),
+    ("name.first=a", "--set name.first: name holds a value, not keys"),
+    ("name=[a", "--set name: not a YAML value"),
+    ("tenants.blue.vlan=x", "--set tenants.blue.vlan: Input should be a valid integer"),
+    ("tenants.blue.colour=red", "--set tenants.blue.colour: unknown key"),
+]
+
+
+@pytest.mark.parametrize(("sets", "holds"), SETS_OK, ids=[" ".join(s[0]) for s in SETS_OK])
+def test_set_changes_the_description_before_validation(sets, holds):
+    assert holds(model.load(model.DEFAULT_LAB, sets))
+
+
+@pytest.mark.parametrize(("text", "said"), SETS_BAD, ids=[s[0] for s in SETS_BAD])
+def test_a_bad_set_is_refused_naming_the_key(text, said):
+    with pytest.raises(model.LabError) as e:
+        model.load(model.DEFAULT_LAB, [text])
+    assert said in str(e.value) and "\n" not in str(e.value)
+    assert str(e.value).startswith("--set ")

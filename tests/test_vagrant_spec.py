@@ -95,6 +95,20 @@ def test_a_changed_lab_changes_the_spec(lab_data, tmp_path):
     assert data["switch"]["portgroups"]["trunk"] == [214, 220, 230]
 
 
+def test_the_tasks_set_reaches_the_vagrantfile_through_its_environment():
+    env = {**os.environ, "VXLAB_SET": "'tenants.blue.resources.memory=2048' name=alice",
+           "VXLAB_LIBVIRT_DRIVER": "qemu"}
+    env.pop("VXLAB_LAB", None)
+    data = json.loads(subprocess.run([sys.executable, "-m", "lab.vagrant.spec"], cwd=REPO, env=env,
+                                     capture_output=True, text=True, check=True).stdout)
+    assert next(vm for vm in data["vms"] if vm["name"] == "blueVM")["memory"] == 2048
+    assert data["domain_prefix"].startswith("alice")
+    env["VXLAB_SET"] = "tenants.blu.vlan=3"
+    r = subprocess.run([sys.executable, "-m", "lab.vagrant.spec"], cwd=REPO, env=env, capture_output=True,
+                       text=True)
+    assert r.returncode == 2 and "--set tenants.blu.vlan: tenants.blu is not in" in r.stderr
+
+
 def test_a_bad_lab_is_refused(tmp_path):
     f = tmp_path / "lab.yaml"
     f.write_text("name: vxlab\n")

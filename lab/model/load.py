@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from lab.model import overrides
 from lab.model.rules import Problem, check
 from lab.model.types import Lab, Tenant
 
@@ -21,7 +22,7 @@ DEFAULT_LAB = (Path(__file__).parents[1] / "lab.yaml").resolve()
 class LabError(Exception):
     """Invalid lab description: every problem found, each with its field path."""
 
-    def __init__(self, file: Path | str, problems: list[Problem], lines: dict[str, int] | None = None):
+    def __init__(self, file: Path | str, problems: list[Problem], lines: dict[str, int | str] | None = None):
         self.file = str(file)
         self.problems = problems
         self.lines = lines or {}
@@ -31,12 +32,16 @@ class LabError(Exception):
         out = []
         for p in self.problems:
             line = _line_of(self.lines, p.path)
+            if isinstance(line, str):  # a --set made it
+                same = line in (p.path, f"--set {p.path}")
+                out.append(f"{line}: {p.message}" if same else f"{line}: {p.path}: {p.message}")
+                continue
             where = f"{self.file}:{line}" if line else self.file
             out.append(f"{where}: {p.path or '(top)'}: {p.message}")
         return "\n".join(out)
 
 
-def _line_of(lines: dict[str, int], path: str) -> int | None:
+def _line_of(lines: dict[str, int | str], path: str) -> int | str | None:
     while path:
         if path in lines:
             return lines[path]
@@ -79,17 +84,18 @@ def _lines(node: yaml.Node, prefix: str = "", out: dict[str, int] | None = None)
     return out
 
 
-def load(path: Path | str = DEFAULT_LAB) -> Lab:
-    """Read, parse and validate a lab description, or raise LabError naming every problem."""
+def load(path: Path | str = DEFAULT_LAB, sets: list[str] | tuple[str, ...] = ()) -> Lab:
+    """Read, parse and validate a lab description, with `--set` changes applied, or raise
+    LabError naming every problem."""
     path = Path(path)
     try:
         text = path.read_text()
     except OSError as e:
         raise LabError(path, [Problem("", f"cannot read: {e.strerror}")]) from None
-    return parse(text, path)
+    return parse(text, path, sets)
 
 
-def parse(text: str, file: Path | str = "<lab>") -> Lab:
+def parse(text: str, file: Path | str = "<lab>", sets: list[str] | tuple[str, ...] = ()) -> Lab:
     try:
         data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
         lines = _lines(yaml.compose(text, Loader=yaml.SafeLoader) or yaml.MappingNode("", []))
@@ -100,6 +106,13 @@ def parse(text: str, file: Path | str = "<lab>") -> Lab:
         raise LabError(file, [Problem("", f"malformed YAML: {where}{reason}")]) from None
     if not isinstance(data, dict):
         raise LabError(file, [Problem("", "the lab description must be a mapping")])
+    try:
+        data, changed = overrides.apply(data, sets)
+    except overrides.SetError as e:
+        raise LabError(file, [e.problem], {e.problem.path: e.problem.path}) from None
+    for key in changed:  # problems under a key given on the command line are said to come from there
+        lines = {k: v for k, v in lines.items() if k != key and not k.startswith(key + ".")}
+        lines[key] = f"--set {key}"
     try:
         lab = Lab.model_validate(data)
     except ValidationError as e:

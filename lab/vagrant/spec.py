@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sys
 from dataclasses import asdict, dataclass, field
 from ipaddress import IPv4Interface, IPv4Network
@@ -146,10 +147,16 @@ def spec(lab: model.Lab, box: boxes.Box | None = None, driver: str | None = None
     )
 
 
+def overrides_from(env) -> list[str]:
+    """The `--set` changes the tasks were given, as the Vagrantfile's environment carries them:
+    VXLAB_SET="name=alice 'tenants.blue.clients=[blueC0, blueC1]'" (shell words)."""
+    return shlex.split(env.get("VXLAB_SET", ""))
+
+
 def main(argv: list[str]) -> int:
     lab_file = os.environ.get("VXLAB_LAB") or (argv[0] if argv else model.DEFAULT_LAB)
     try:
-        lab = model.load(lab_file)
+        lab = model.load(lab_file, overrides_from(os.environ))
     except model.LabError as e:
         print(f"invalid lab description:\n{e}", file=sys.stderr)
         return 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json as _json
 import os
 import shlex
 import sys
@@ -31,9 +32,9 @@ def _load(lab_file: str | None, sets: list[str] | None = None) -> model.Lab:
         raise Exit(f"invalid lab description:\n{e}", code=2) from None
 
 
-def _lab(lab_file, sets, substrate=None, driver=None, need_up=True):
+def _lab(lab_file, sets, substrate=None, driver=None, need_up=True, as_running=True):
     try:
-        return commands.select(_load(lab_file, sets), substrate, driver, need_up)
+        return commands.select(_load(lab_file, sets), substrate, driver, need_up, as_running)
     except UsageError as e:
         raise Exit(str(e), code=2) from None
     except RuntimeError as e:  # e.g. Vagrant cannot tell the VMs' state
@@ -71,7 +72,7 @@ def up(c, lab=None, driver=None, timeout=120, set_=None):
     """Build and provision the embedded lab; wait until it has converged."""
     if driver not in (None, "lxd", "netns"):
         raise Exit("--driver must be lxd or netns", code=2)
-    elab = _lab(lab, set_, "netns", driver, need_up=False)
+    elab = _lab(lab, set_, "netns", driver, need_up=False, as_running=False)
     try:
         took = _guard(commands.provision, elab, ui.for_terminal(), float(timeout))
     except KeyboardInterrupt:
@@ -88,6 +89,19 @@ def down(c, lab=None, set_=None):
     elab = _lab(lab, set_, "netns", need_up=False)
     removed = _guard(elab.down, _say)
     print(f"lab {elab.lab.name}: " + ("removed" if removed else "nothing to remove"))
+
+
+@task(name="ls", help={"lab": LAB, "json": "print JSON instead of a table"})
+def ls(c, lab=None, json=False, set_=None):
+    """The labs on this host (each embedded one, this directory's VMs): substrate, driver, state, age."""
+    found = _guard(commands.labs, _load(lab, set_))
+    if json:
+        print(_json.dumps(found, indent=2))
+        return
+    rows = [(x["lab"], x["substrate"], x["driver"], str(x["nodes"]), x["state"], commands.age(x["age_s"]))
+            for x in found]
+    print(ui.plain_table(["LAB", "SUBSTRATE", "DRIVER", "NODES", "STATE", "AGE"], rows) if rows
+          else "no lab on this host")
 
 
 @task(help={"lab": LAB, "json": "print JSON instead of a table", "substrate": SUBSTRATE})
@@ -107,7 +121,7 @@ def status(c, lab=None, json=False, substrate=None, set_=None):
 def provision_(c, lab=None, substrate=None, set_=None):
     """Converge the running lab to the lab description (re-apply what changed only).
     On the Vagrant VMs (after `vagrant up`): the whole provisioning, host ports sealed first."""
-    took = _guard(commands.provision, _lab(lab, set_, substrate), ui.for_terminal())
+    took = _guard(commands.provision, _lab(lab, set_, substrate, as_running=False), ui.for_terminal())
     print(f"converged in {took:.1f} s")
 
 
@@ -314,7 +328,7 @@ def docs(c, lab=None, set_=None):
     _drill(lab, set_, "green", "uplink", "both", None, "docs/drill-green-uplink.png", 20)
 
 
-ns = Collection(render_, up, down, status, provision_, exec_, shell, logs, capture, doctor,
+ns = Collection(render_, up, down, ls, status, provision_, exec_, shell, logs, capture, doctor,
                 graph_, plot_, docs)
 ns.add_collection(Collection("test", test_connectivity, test_addressing, test_gateway, test_vxlan,
                              test_internet, test_router))

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lab import lifecycle, model, roles
-from lab.embedded import EmbeddedLab
+from lab.embedded import CREATED, EmbeddedLab, recorded
+from lab.embedded import labs as embedded_labs
 from lab.facts import Fact, read
 from lab.host.run import sh
 from lab.pool import pmap
@@ -32,11 +33,15 @@ SUBSTRATES = ("netns", "vagrant")
 
 
 def select(lab: model.Lab, substrate: str | None = None, driver: str | None = None,
-           need_up: bool = True) -> Runtime:
+           need_up: bool = True, as_running: bool = True) -> Runtime:
     """The lab the tasks act on: the embedded one if it is up, else this directory's Vagrant
-    VMs if they exist; `substrate` (netns or vagrant) chooses."""
+    VMs if they exist; `substrate` (netns or vagrant) chooses. `as_running`: an embedded lab
+    that is up is taken as it was built (its recorded description), not as the file now says:
+    what runs is what status, checks, drills and down act on; up and provision converge it."""
     if substrate not in (None, *SUBSTRATES):
         raise UsageError(f"--substrate must be one of {', '.join(SUBSTRATES)}, not {substrate!r}")
+    if as_running and substrate != "vagrant":
+        lab = recorded(lab.name) or lab
     elab = EmbeddedLab(lab, driver) if substrate != "vagrant" else None
     if elab is not None and (substrate == "netns" or elab.exists()):
         if need_up and not elab.exists():
@@ -114,6 +119,50 @@ def capture(elab: Runtime, name: str, iface: str, write: str | None, count: int 
         return subprocess.call(node.interactive([*argv, "-l"]))
     with open(write, "wb") as f:  # the pcap comes out on stdout: written on this host
         return subprocess.call(node.interactive([*argv, "-U", "-w", "-"]), stdout=f)
+
+
+# -- labs on this host ---------------------------------------------------------------------------
+
+def labs(here: model.Lab) -> list[dict]:
+    """Every lab on this host: the embedded ones (each as it was built) and this directory's
+    Vagrant VMs; with substrate, driver, state and age."""
+    import time
+
+    from lab.substrate.netns import STATE
+
+    out = []
+    for name in embedded_labs():
+        lab = recorded(name)
+        made = STATE / name / CREATED
+        age = time.time() - (made if made.exists() else STATE / name).stat().st_mtime
+        if lab is None:
+            out.append({"lab": name, "substrate": "embedded", "driver": "?",
+                        "state": "unknown (no description recorded: built by an older vxlab)",
+                        "nodes": 0, "age_s": round(age)})
+            continue
+        elab = EmbeddedLab(lab)
+        state = "down" if not elab.exists() else ("converged" if not elab.problems() else "NOT converged")
+        out.append({"lab": name, "substrate": "embedded", "driver": elab.driver, "state": state,
+                    "nodes": len(elab.names()), "age_s": round(age)})
+    from lab.vagrant.lab import VagrantLab
+
+    vlab = VagrantLab(here)
+    if vlab.exists():
+        states = vlab.vms.states()
+        running_vms = sum(s == "running" for s in states.values())
+        out.append({"lab": here.name, "substrate": "vagrant", "driver": vlab.deployment.driver,
+                    "state": f"{running_vms} of {len(states)} VMs running", "nodes": len(vlab.names()),
+                    "age_s": None})
+    return out
+
+
+def age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f} {unit}"
+    return f"{seconds:.0f} s"
 
 
 # -- status -----------------------------------------------------------------------------------

@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING
 
+import yaml
+
 from lab import checks, lifecycle, model
 from lab.deployment import Deployment, Driver
 from lab.host.run import sh
@@ -26,11 +28,27 @@ if TYPE_CHECKING:
 
 
 DRIVER = "driver"  # in the lab's state directory: the driver it was built with
+DESCRIPTION = "lab.yaml"  # and the description it was last built from, --set changes applied
+CREATED = "created"  # made by its first up: its age
 
 
 def running_driver(lab: model.Lab) -> Driver | None:
     f = STATE / lab.name / DRIVER
     return f.read_text().strip() if f.exists() else None  # type: ignore[return-value]
+
+
+def recorded(name: str) -> model.Lab | None:
+    """The description the running lab of this name was built from, if it is up."""
+    f = STATE / name / DESCRIPTION
+    try:
+        return model.parse(f.read_text(), f)
+    except (OSError, model.LabError):
+        return None
+
+
+def labs() -> list[str]:
+    """The names of the embedded labs on this host."""
+    return sorted(d.name for d in STATE.glob("*/") if (d / DRIVER).exists()) if STATE.is_dir() else []
 
 
 def _quiet(_: str) -> None:
@@ -95,6 +113,10 @@ class EmbeddedLab:
         for name in self.net.prune(light_containers=self.driver == "netns"):
             progress(f"{name}: removed (no longer in the lab description)")
         (self.net.state / DRIVER).write_text(self.driver + "\n")
+        if not (self.net.state / CREATED).exists():
+            (self.net.state / CREATED).touch()
+        (self.net.state / DESCRIPTION).write_text(
+            yaml.safe_dump(self.lab.model_dump(mode="json", exclude_none=True), sort_keys=False))
         self._resolvers()
         progress("the lab's Internet")
         internet.provision(self.node(INTERNET), self.lab)

@@ -371,8 +371,9 @@ class NetnsLab:
         (STATE / f"{self.lab.name}.lock").unlink(missing_ok=True)
         marker = STATE / "etc-netns.created"
         if marker.exists() and ETC_NETNS.exists() and not any(ETC_NETNS.iterdir()):
-            ETC_NETNS.rmdir()
-            marker.unlink()
+            with contextlib.suppress(OSError):  # another lab may be making its namespaces now
+                ETC_NETNS.rmdir()
+                marker.unlink()
         with contextlib.suppress(OSError):
             STATE.rmdir()  # only if no other lab left anything there
         return removed

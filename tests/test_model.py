@@ -191,3 +191,11 @@ def test_a_bad_set_is_refused_naming_the_key(text, said):
         model.load(model.DEFAULT_LAB, [text])
     assert said in str(e.value) and "\n" not in str(e.value)
     assert str(e.value).startswith("--set ")
+
+
+def test_clients_by_count_are_named_as_the_seed_names_them():
+    lab = model.load(model.DEFAULT_LAB, ["tenants.blue.clients=3", "tenants.green.clients=0"])
+    assert lab.tenants["blue"].clients == ("blueC0", "blueC1", "blueC2")
+    assert lab.tenants["green"].clients == ()
+    with pytest.raises(model.LabError, match=r"tenants.blue.clients: a list of names or a count from 0"):
+        model.load(model.DEFAULT_LAB, ["tenants.blue.clients=1001"])

@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from lab.model import overrides
+from lab.model import overrides, shorthands
 from lab.model.rules import Problem, check
 from lab.model.types import Lab, Tenant
 
@@ -113,6 +113,9 @@ def parse(text: str, file: Path | str = "<lab>", sets: list[str] | tuple[str, ..
     for key in changed:  # problems under a key given on the command line are said to come from there
         lines = {k: v for k, v in lines.items() if k != key and not k.startswith(key + ".")}
         lines[key] = f"--set {key}"
+    data, problems = shorthands.expand(data)
+    if problems:
+        raise LabError(file, problems, lines)
     try:
         lab = Lab.model_validate(data)
     except ValidationError as e:

@@ -171,12 +171,22 @@ CHECK_HELP = {"lab": LAB, "json": "also write the results as JSON to this file",
               "substrate": SUBSTRATE}
 
 
+BIG = 24  # nodes: beyond, checks are shown one line per check, failures in full
+
+
 def _check(lab, set_, group, json, junit, wait, substrate=None):
+    elab = _lab(lab, set_, substrate)
+    big = len(elab.names()) > BIG  # then a line per check, not per check and node; failures in full
+
     def progress(o):
+        if o.ok and big:
+            return
         print(f"{'ok  ' if o.ok else 'FAIL'} {o.check.name:24} {o.check.node:10} "
               + (o.check.expect if o.ok else f"expected {o.check.expect}; found {o.found}"), flush=True)
 
-    report = _guard(commands.check, _lab(lab, set_, substrate), group, float(wait), json, junit, progress)
+    report = _guard(commands.check, elab, group, float(wait), json, junit, progress)
+    if big:
+        print("\n".join(report.summary()))
     if report.causes:
         print("likely causes, as the nodes tell them:")
         print("\n".join(f"  {c}" for c in report.causes))

@@ -87,3 +87,11 @@ def test_a_check_that_held_early_is_read_again_when_the_lab_moved(tmp_path: Path
     again = f"rm -f {flag}; {once}"
     still = checks.run([check("g.still", "a", "sh", "-c", again)], nodes.__getitem__, wait=1)
     assert still.ok and still.outcomes[0].tries == 1  # a lab that stood still is read once
+
+
+def test_a_big_labs_checks_summed_up_one_line_per_check(tmp_path: Path):
+    nodes = {f"c{i}": LocalNode(f"c{i}") for i in range(8)}
+    report = checks.run([check("addressing.lease", n, "true" if n != "c3" else "false") for n in nodes]
+                        + [check("internet.ping4", n, "true") for n in nodes], nodes.__getitem__, wait=0)
+    assert report.summary() == [f"FAIL {'addressing.lease':24} 1 of 8 nodes: c3",
+                                f"ok   {'internet.ping4':24} 8 of 8 nodes"]

@@ -32,6 +32,21 @@ class Report:
         return [f"{o.check.node}: expected {o.check.expect}; found {o.found}"
                 for o in self.outcomes if not o.ok]
 
+    def summary(self) -> list[str]:
+        """One line per check, over all the nodes it ran on (for big labs)."""
+        by_name: dict[str, list[Outcome]] = {}
+        for o in self.outcomes:
+            by_name.setdefault(o.check.name, []).append(o)
+        out = []
+        for name, os_ in by_name.items():
+            failed = [o.check.node for o in os_ if not o.ok]
+            if failed:
+                shown = ", ".join(failed[:5]) + (f" and {len(failed) - 5} more" if len(failed) > 5 else "")
+                out.append(f"FAIL {name:24} {len(failed)} of {len(os_)} nodes: {shown}")
+            else:
+                out.append(f"ok   {name:24} {len(os_)} of {len(os_)} nodes")
+        return out
+
     def table(self) -> str:
         rows = [("CHECK", "NODE", "RESULT", "DETAIL")]
         for o in self.outcomes:

@@ -198,7 +198,8 @@ def status(rt: Runtime) -> dict:
             row["failover"] = facts["failover"][0] or "unknown"
         if "addressing" in facts:
             a = client.addressing_of(lab, facts["addressing"])
-            row |= {"ipv4": a.ipv4, "gateway4": a.gateway4, "slaac": a.slaac, "gateway6": a.gateway6}
+            row |= {"tenant": topology.node(name).tenant, "ipv4": a.ipv4, "gateway4": a.gateway4,
+                    "slaac": a.slaac, "gateway6": a.gateway6}
         nodes.append(row)
     problems = rt.problems()
     return {"lab": lab.name, "substrate": "embedded" if rt.deployment.substrate == "netns" else "vagrant",
@@ -222,7 +223,37 @@ def status_rows(st: dict) -> tuple[str, list[str], list[tuple[str, ...]], list[s
         else:
             what = ""
         rows.append((n["node"], n["kind"], services, what))
-    return title, ["NODE", "KIND", "SERVICES", "STATE"], rows, st["problems"]
+    return title, ["NODE", "KIND", "SERVICES", "STATE"], _folded(st["nodes"], rows), st["problems"]
+
+
+FOLD = 16  # clients in the lab: beyond, each tenant's healthy ones are one row
+
+
+def _folded(nodes: list[dict], rows: list[tuple[str, ...]]) -> list[tuple[str, ...]]:
+    """A big lab's clients that are well (a lease, SLAAC, both gateways, daemons running) as
+    one row per tenant, where its first client was; the others in full."""
+    def well(n: dict) -> bool:
+        return (all(n.get(k) for k in ("ipv4", "gateway4", "slaac", "gateway6"))
+                and all(v == "running" for v in n["services"].values()))
+
+    if sum("ipv4" in n for n in nodes) <= FOLD:
+        return rows
+    groups: dict[str, list[dict]] = {}
+    out: list[tuple[str, ...] | str] = []
+    for n, row in zip(nodes, rows, strict=True):
+        if "ipv4" in n and well(n):
+            if n["tenant"] not in groups:
+                out.append(n["tenant"])
+            groups.setdefault(n["tenant"], []).append(n)
+        else:
+            out.append(row)
+
+    def fold(tenant: str) -> tuple[str, ...]:
+        g = groups[tenant]
+        return (f"{len(g)} clients of {tenant}", g[0]["kind"], "all running",
+                f"each with a lease, SLAAC and both gateways ({g[0]['node']} ... {g[-1]['node']})")
+
+    return [fold(x) if isinstance(x, str) else x for x in out]
 
 
 def status_json(st: dict) -> str:

@@ -19,8 +19,20 @@ from lab.ui import Quiet, Reporter
 
 
 class Timer:
+    """Seconds since the start, and how long each stage took."""
+
     def __init__(self) -> None:
         self.start = time.monotonic()
+        self.stages: list[tuple[str, float]] = []  # (name, when it began)
+
+    def stage(self, name: str) -> None:
+        self.stages.append((name, self.elapsed))
+
+    def spent(self) -> str:
+        """Where the time went: each stage's seconds."""
+        ends = [b for _, b in self.stages[1:]] + [self.elapsed]
+        return ", ".join(f"{name} {end - began:.1f} s"
+                         for (name, began), end in zip(self.stages, ends, strict=True))
 
     @property
     def elapsed(self) -> float:
@@ -40,10 +52,14 @@ def converge(rt: Runtime, report: Reporter | None = None, timeout: float | None 
     def note(msg: str) -> None:
         report.note(f"[{t}] {msg}")
 
+    def stage(name: str, says: str) -> None:
+        t.stage(name)
+        report.stage(f"[{t}] {says}")
+
     lab = rt.lab
     try:
         with rt.lock():
-            report.stage(f"[{t}] machines and wires")
+            stage("machines", "machines and wires")
             rt.machines(note)
             files = render(lab, rt.deployment)
 
@@ -57,21 +73,21 @@ def converge(rt: Runtime, report: Reporter | None = None, timeout: float | None 
                 rt.containers(name, lambda m: note(f"  {m}"))
                 apply(lab.node(t_.dhcp_server.name))
 
-            report.stage(f"[{t}] the router | each tenant: its VM, its containers, its DHCP server")
+            stage("nodes", "the router | each tenant: its VM, its containers, its DHCP server")
             parallel(lambda job: job(), [lambda: apply(lab.node(lab.router.vm)),
                                          *(lambda n=n: tenant(n) for n in lab.tenants)])
             # The DHCP failover pair serving first: an LXD client's ifup gives up after one try.
-            report.stage(f"[{t}] the DHCP failover pair")
+            stage("DHCP pair", "the DHCP failover pair")
             pair = checks.dhcp_pair(lab, rt.node)
             wait_until(lambda: checks.problems(pair, rt.node), timeout, "the DHCP failover pair",
                        pause=rt.poll)
-            report.stage(f"[{t}] the clients")
+            stage("clients", "the clients")
             parallel(apply, [n for n in lab.nodes() if n.role == "client"])
-        report.stage(f"[{t}] waiting for convergence")
+        stage("convergence", "waiting for convergence (VRRP, leases, SLAAC, routes)")
         wait(rt, timeout)
     finally:
         report.close()
-    report.note(f"[{t}] converged")
+    report.note(f"[{t}] converged; where the time went: {t.spent()}")
     return t.elapsed
 
 

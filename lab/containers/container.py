@@ -25,7 +25,8 @@ from tenacity import (
     wait_incrementing,
 )
 
-TRANSIENT = ("deadline exceeded", "database is locked")  # LXD errors worth a retry
+TRANSIENT = (  # LXD errors worth a retry: its database refused for a moment
+    "deadline exceeded", "database is locked", "transaction has already been committed or rolled back")
 
 
 def _transient(e: BaseException) -> bool:

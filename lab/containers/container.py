@@ -38,7 +38,10 @@ def _again_if_transient(call: Callable, tries: int = 4):
     database); only for calls that are safe to repeat."""
     retrying = Retrying(retry=retry_if_exception(_transient), stop=stop_after_attempt(tries),
                         wait=wait_incrementing(start=1, increment=2), reraise=True)
-    return retrying(call)
+    try:
+        return retrying(call)
+    except pylxd.exceptions.LXDAPIException as e:  # the tasks say it in one line, not a traceback
+        raise RuntimeError(f"LXD refused: {e}") from e
 
 
 def _await(operation, timeout: float, tries: int = 3) -> dict:

@@ -34,6 +34,11 @@ def _lab(lab_file, substrate=None, driver=None, need_up=True):
         raise Exit(f"error: {e}", code=1) from None
 
 
+def _file_in_the_way(directory: Path) -> Path | None:
+    """The first of a directory-to-be and its parents that exists and is no directory."""
+    return next((d for d in (directory, *directory.parents) if d.exists() and not d.is_dir()), None)
+
+
 def _say(msg: str) -> None:
     print(msg, flush=True)
 
@@ -55,7 +60,15 @@ def render_(c, out, lab=None, substrate="vagrant"):
     if substrate not in FORMS:
         raise Exit(f"--substrate must be one of {', '.join(FORMS)}, not {substrate!r}", code=2)
     files = render(_load(lab), substrate)  # validated and rendered before anything is written
-    for path in write(files, Path(out)):
+    target = Path(out)
+    if in_the_way := _file_in_the_way(target):
+        raise Exit(f"--out {out}: {in_the_way} is a file; render writes a tree of directories "
+                   "there (DIR/<node>/<path on the node>)", code=2)
+    try:
+        written = write(files, target)
+    except OSError as e:
+        raise Exit(f"cannot write under {out}: {e.filename}: {e.strerror}", code=1) from None
+    for path in written:
         print(path)
 
 
@@ -277,8 +290,15 @@ def graph_(c, lab=None, format="svg", out=None, live=False):
     else:
         the_lab, state = _load(lab), None
     target = Path(out) if out else OUT / f"{the_lab.name}.{format}"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    print(_guard(graph.draw, the_lab, format, target, state))
+    if target.is_dir():
+        raise Exit(f"--out {out} is a directory: name the file to write", code=2)
+    if in_the_way := _file_in_the_way(target.parent):
+        raise Exit(f"--out {out}: {in_the_way} is a file, not a directory", code=2)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        print(_guard(graph.draw, the_lab, format, target, state))
+    except OSError as e:
+        raise Exit(f"cannot write {target}: {e.filename}: {e.strerror}", code=1) from None
 
 
 @task(name="plot", help={"report": "a drill report (JSON), as a failover drill saves it",

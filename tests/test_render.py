@@ -4,6 +4,7 @@ slips fixed), byte-identical on every run; a changed lab renders consistently.""
 import dataclasses
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -95,6 +96,44 @@ def test_render_task_writes_tree_byte_identical_and_nothing_on_bad_input(tmp_pat
     assert r3.returncode == 2
     assert "tenants.green.vrrp_priority: must differ" in r3.stderr
     assert not c.exists()
+
+
+def invoke(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=30)
+
+
+def test_render_on_any_file_ends_with_a_tree_or_one_line_quickly(tmp_path):
+    """The files that crashed the loader or ate the memory (tests/test_model.py), a directory
+    and an endless file: each a one-line reason in a few seconds, nothing written."""
+    from test_model import LOADER
+
+    bad = []
+    for name, content, *_ in LOADER[:6]:
+        f = tmp_path / f"{name.replace(' ', '-')}.yaml"
+        f.write_bytes(content if isinstance(content, bytes) else content.encode())
+        bad.append(f)
+    for lab in [*bad, tmp_path, Path("/dev/zero")]:
+        started = time.monotonic()
+        r = invoke("render", "--out", str(tmp_path / "out"), "--lab", str(lab))
+        assert time.monotonic() - started < 5, lab
+        assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+        header, reason = r.stderr.splitlines()
+        assert header == "invalid lab description:" and reason.startswith(f"{lab}"), r.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_out_naming_a_file_or_a_directory_is_one_line(tmp_path):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("mine\n")
+    for args in (["render", "--out", str(a_file)], ["render", "--out", str(a_file / "sub")],
+                 ["graph", "--format", "dot", "--out", str(a_file / "lab.dot")],
+                 ["graph", "--format", "dot", "--out", str(tmp_path)]):
+        r = invoke(*args)
+        assert r.returncode == 2, (args, r.stderr)
+        (line,) = r.stderr.splitlines()
+        assert line.startswith(f"--out {args[-1]}"), line
+    assert a_file.read_text() == "mine\n"
 
 
 # -- a changed lab renders consistently ----------------------------------------------------

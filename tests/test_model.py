@@ -213,7 +213,11 @@ HOSTILE = [
     ("tenants.blue.resources.cpus", 10**6, "tenants.blue.resources.cpus", "less than or equal to 64"),
     ("vrrp.advert_int", 10**9, "vrrp.advert_int", "less than or equal to 40"),
     ("dhcp.max_lease_time", 10**12, "dhcp.max_lease_time", "less than or equal to"),
-    ("vrrp.track.interval", 10**9, "vrrp.track.interval", "less than or equal to 86400"),
+    ("vrrp.track.interval", 10**9, "vrrp.track.interval", "less than or equal to 4294"),
+    ("vrrp.track.timeout", 4295, "vrrp.track.timeout", "less than or equal to 4294"),  # keepalived's
+    ("internet.resolver.ipv4", True, "internet.resolver.ipv4", "written as text"),  # was 0.0.0.1
+    ("internet.resolver.ipv4", 151587081, "internet.resolver.ipv4", "written as text"),
+    ("vrrp.instances.ipv4.vip", 3221226206, "vrrp.instances.ipv4.vip", "written as text"),
 ]
 
 

@@ -14,7 +14,16 @@ from ipaddress import (
 )
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+)
 
 from lab.model import sysctl
 
@@ -85,6 +94,13 @@ def _sysctl_key(key: str) -> str:
     return key
 
 
+def _written(value):
+    """Addresses as people write them: pydantic also takes a number or bytes (`true` was 0.0.0.1)."""
+    if not isinstance(value, str):
+        raise ValueError("should be an address written as text, like 192.0.2.1/24 or 2001:db8::1")
+    return value
+
+
 def _no_zone(addr):
     """IPv6 addresses without a zone: Python keeps any text after '%', and it would reach files."""
     ip = addr.network_address if isinstance(addr, IPv6Network) else addr
@@ -101,12 +117,16 @@ Port = Annotated[StrictInt, Field(ge=1, le=65535)]
 VlanId = Annotated[StrictInt, Field(ge=1, le=4094)]
 Mtu = Annotated[StrictInt, Field(ge=1280, le=65535)]
 Seconds = Annotated[StrictInt, Field(ge=1, le=86400)]  # a day: longer is a typo
+ScriptSeconds = Annotated[StrictInt, Field(ge=1, le=4294)]  # keepalived: microseconds in 32 bits
 Count = Annotated[StrictInt, Field(ge=1, le=100)]
 AdvertInt = Annotated[StrictInt, Field(ge=1, le=40)]  # VRRPv3 counts centiseconds in 12 bits: < 41 s
 LeaseTime = Annotated[StrictInt, Field(ge=1, le=365 * 86400)]
-IPv6Addr = Annotated[IPv6Address, AfterValidator(_no_zone)]
-IPv6Iface = Annotated[IPv6Interface, AfterValidator(_no_zone)]
-IPv6Net = Annotated[IPv6Network, AfterValidator(_no_zone)]
+IPv4Addr = Annotated[IPv4Address, BeforeValidator(_written)]
+IPv4Iface = Annotated[IPv4Interface, BeforeValidator(_written)]
+IPv4Net = Annotated[IPv4Network, BeforeValidator(_written)]
+IPv6Addr = Annotated[IPv6Address, BeforeValidator(_written), AfterValidator(_no_zone)]
+IPv6Iface = Annotated[IPv6Interface, BeforeValidator(_written), AfterValidator(_no_zone)]
+IPv6Net = Annotated[IPv6Network, BeforeValidator(_written), AfterValidator(_no_zone)]
 SysctlKey = Annotated[StrictStr, AfterValidator(_sysctl_key)]
 SysctlValue = Annotated[StrictInt, Field(ge=-(2**63), le=2**64 - 1)]  # a C long, signed or not
 
@@ -120,11 +140,11 @@ class Model(BaseModel):
 # -- addresses ----------------------------------------------------------------------------
 
 class Addr4(Model):
-    ipv4: IPv4Interface
+    ipv4: IPv4Iface
 
 
 class DualStack(Model):
-    ipv4: IPv4Interface
+    ipv4: IPv4Iface
     ipv6: IPv6Iface
 
 
@@ -135,7 +155,7 @@ class DualStackLL(DualStack):
 
 
 class Hosts(Model):
-    ipv4: IPv4Address
+    ipv4: IPv4Addr
     ipv6: IPv6Addr
 
 
@@ -180,7 +200,7 @@ class Underlay(Model):
 class DhcpServer(Model):
     name: ContainerName
     role: Literal["primary", "secondary"]
-    ipv4: IPv4Interface
+    ipv4: IPv4Iface
     port: Port
 
 
@@ -209,7 +229,7 @@ class Vxlan(Model):
 class SharedVlan(Model):
     vlan: VlanId
     bridge: IfName
-    ipv4: IPv4Network
+    ipv4: IPv4Net
     ipv6: IPv6Net
     mtu: Mtu
     vxlan: Vxlan
@@ -218,7 +238,7 @@ class SharedVlan(Model):
 class VrrpInstance(Model):
     name: text(KEEPALIVED_NAME)
     vrid: Annotated[StrictInt, Field(ge=1, le=255)]
-    vip: IPv4Interface | IPv6Iface
+    vip: IPv4Iface | IPv6Iface
 
 
 class VrrpInstances(Model):
@@ -227,8 +247,8 @@ class VrrpInstances(Model):
 
 
 class Track(Model):
-    interval: Seconds
-    timeout: Seconds
+    interval: ScriptSeconds
+    timeout: ScriptSeconds
     rise: Count
     fall: Count
     ping_wait: Seconds  # the check script's `ping -W`: how long one reply may take
@@ -250,8 +270,8 @@ class Vrrp(Model):
 
 
 class DhcpRange(Model):
-    first: IPv4Address
-    last: IPv4Address
+    first: IPv4Addr
+    last: IPv4Addr
 
 
 class Dhcp(Model):

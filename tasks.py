@@ -41,6 +41,11 @@ def _lab(lab_file, sets, substrate=None, driver=None, need_up=True, as_running=T
         raise Exit(f"error: {e}", code=1) from None
 
 
+def _file_in_the_way(directory: Path) -> Path | None:
+    """The first of a directory-to-be and its parents that exists and is no directory."""
+    return next((d for d in (directory, *directory.parents) if d.exists() and not d.is_dir()), None)
+
+
 def _say(msg: str) -> None:
     print(msg, flush=True)
 
@@ -62,7 +67,15 @@ def render_(c, out, lab=None, substrate="vagrant", set_=None):
     if substrate not in FORMS:
         raise Exit(f"--substrate must be one of {', '.join(FORMS)}, not {substrate!r}", code=2)
     files = render(_load(lab, set_), substrate)  # validated and rendered before anything is written
-    for path in write(files, Path(out)):
+    target = Path(out)
+    if in_the_way := _file_in_the_way(target):
+        raise Exit(f"--out {out}: {in_the_way} is a file; render writes a tree of directories "
+                   "there (DIR/<node>/<path on the node>)", code=2)
+    try:
+        written = write(files, target)
+    except OSError as e:
+        raise Exit(f"cannot write under {out}: {e.filename}: {e.strerror}", code=1) from None
+    for path in written:
         print(path)
 
 
@@ -307,8 +320,15 @@ def graph_(c, lab=None, format="svg", out=None, live=False, set_=None):
     else:
         the_lab, state = _load(lab, set_), None
     target = Path(out) if out else OUT / f"{the_lab.name}.{format}"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    print(_guard(graph.draw, the_lab, format, target, state))
+    if target.is_dir():
+        raise Exit(f"--out {out} is a directory: name the file to write", code=2)
+    if in_the_way := _file_in_the_way(target.parent):
+        raise Exit(f"--out {out}: {in_the_way} is a file, not a directory", code=2)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        print(_guard(graph.draw, the_lab, format, target, state))
+    except OSError as e:
+        raise Exit(f"cannot write {target}: {e.filename}: {e.strerror}", code=1) from None
 
 
 @task(name="plot", help={"report": "a drill report (JSON), as a failover drill saves it",

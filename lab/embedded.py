@@ -153,12 +153,12 @@ class EmbeddedLab:
         tenant_ns, ns, port = self.net.ns(lk.switch), self.net.ns(name), port_name(name)
         if link_exists(ns, lk.nic) and link_exists(tenant_ns, port):
             return
-        sh(["ip", "-n", tenant_ns, "link", "del", port], check=False)
-        sh(["ip", "-n", ns, "link", "del", lk.nic], check=False)
+        sh(["ip", "-n", tenant_ns, "link", "del", "dev", port], check=False)
+        sh(["ip", "-n", ns, "link", "del", "dev", lk.nic], check=False)
         mtu = str(lk.mtu)
-        sh(["ip", "-n", tenant_ns, "link", "add", port, "mtu", mtu, "type", "veth",
+        sh(["ip", "-n", tenant_ns, "link", "add", "name", port, "mtu", mtu, "type", "veth",
             "peer", "name", lk.nic, "mtu", mtu, "netns", ns])
-        sh(["ip", "-n", tenant_ns, "link", "set", port, "master", lk.port, "up"])
+        sh(["ip", "-n", tenant_ns, "link", "set", "dev", port, "master", lk.port, "up"])
 
     # -- convergence and down -------------------------------------------------------------------
 

@@ -1,9 +1,16 @@
-"""Reading the drills' probers: ping's own output (-D timestamps, -O for unanswered probes)
-into one (send time, replied) per probe, and the outages in it."""
+"""The drills' probers: ping's own output (-D timestamps, -O for unanswered probes) read into
+one (send time, replied) per probe, and the outages in it; where the output is kept."""
 
 from __future__ import annotations
 
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
 from lab.drills import Outage, outages, parse_ping
+from lab.drills.probes import Background
+from lab.host.wait import until
+from lab.substrate.base import Result
 
 T0 = 1000.0
 
@@ -81,3 +88,45 @@ def test_the_radvd_drill_reads_removals_from_the_clients_kernel():
         "[2025-01-01T10:00:05.000000] Deleted default via fe80::99 dev eth0 proto ra metric 1024"])
     assert removals(text, t0, ipaddress.ip_network("2001:db8:7::/64"), "fe80:7::de") == [
         (2.5, "default route via the v6 VIP removed"), (3.0, "SLAAC address 2001:db8:7::5 removed")]
+
+
+@dataclass
+class LocalNode:
+    """A node whose files live under `root` on this machine and whose commands run here."""
+
+    name: str
+    root: str
+
+    def path(self, p: str) -> str:
+        return self.root + p
+
+    def run(self, argv, *, input=None, check=True, timeout=60) -> Result:
+        p = subprocess.run(list(argv), input=input, capture_output=True, text=True, timeout=timeout)
+        assert p.returncode == 0 or not check, p.stderr
+        return Result(tuple(argv), p.returncode, p.stdout, p.stderr)
+
+    def read(self, path: str) -> str | None:
+        f = Path(self.root + path)
+        return f.read_text() if f.exists() else None
+
+
+def test_a_probers_output_goes_to_a_new_file_nobody_could_plant(tmp_path):
+    """The drills ran ping as root with its output in /tmp/vxlab-drill-<name>: a symlink
+    planted there by any user of the node would have been followed (issue 14, item 10)."""
+    node = LocalNode("blueC0", str(tmp_path))
+    (tmp_path / "tmp").mkdir()
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    (tmp_path / "tmp/vxlab-drill-ping4").symlink_to(victim)
+    probers = [Background(node, "ping4", ("sh", "-c", "echo reply")) for _ in range(2)]
+    for b in probers:
+        b.start()
+    for b in probers:
+        assert until(lambda b=b: b.output() == "reply\n", 5), b.path
+    assert victim.read_text() == "precious\n"
+    paths = {b.path for b in probers}
+    assert len(paths) == 2 and all(p.startswith("/tmp/vxlab-drill-ping4.") for p in paths)
+    assert all((tmp_path / p.lstrip("/")).stat().st_mode & 0o777 == 0o600 for p in paths)
+    for b in probers:
+        b.remove()
+    assert not any((tmp_path / p.lstrip("/")).exists() for p in paths)

@@ -1,17 +1,25 @@
 """Rendering: the default lab gives the seed's files (golden, typed from the seed with its
-slips fixed), byte-identical on every run; a changed lab renders consistently."""
+slips fixed), byte-identical on every run; a changed lab renders consistently; any lab file
+(tests/labs.py draws them from the model's types) is refused in words, or rendered with the
+templates' lines only and through the real validators (tests/test_validators.py)."""
 
 import dataclasses
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import labs
 import pytest
 import yaml
-from hypothesis import given, settings
+from conftest import needs_root
+from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
+from test_validators import TOOLS, render_tree, validate
 
 from lab import model, render
+from lab.debian import SOURCES_LIST
 from lab.deployment import Deployment
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -95,6 +103,44 @@ def test_render_task_writes_tree_byte_identical_and_nothing_on_bad_input(tmp_pat
     assert r3.returncode == 2
     assert "tenants.green.vrrp_priority: must differ" in r3.stderr
     assert not c.exists()
+
+
+def invoke(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=30)
+
+
+def test_render_on_any_file_ends_with_a_tree_or_one_line_quickly(tmp_path):
+    """The files that crashed the loader or ate the memory (tests/test_model.py), a directory
+    and an endless file: each a one-line reason in a few seconds, nothing written."""
+    from test_model import LOADER
+
+    bad = []
+    for name, content, *_ in LOADER[:6]:
+        f = tmp_path / f"{name.replace(' ', '-')}.yaml"
+        f.write_bytes(content if isinstance(content, bytes) else content.encode())
+        bad.append(f)
+    for lab in [*bad, tmp_path, Path("/dev/zero")]:
+        started = time.monotonic()
+        r = invoke("render", "--out", str(tmp_path / "out"), "--lab", str(lab))
+        assert time.monotonic() - started < 5, lab
+        assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+        header, reason = r.stderr.splitlines()
+        assert header == "invalid lab description:" and reason.startswith(f"{lab}"), r.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_out_naming_a_file_or_a_directory_is_one_line(tmp_path):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("mine\n")
+    for args in (["render", "--out", str(a_file)], ["render", "--out", str(a_file / "sub")],
+                 ["graph", "--format", "dot", "--out", str(a_file / "lab.dot")],
+                 ["graph", "--format", "dot", "--out", str(tmp_path)]):
+        r = invoke(*args)
+        assert r.returncode == 2, (args, r.stderr)
+        (line,) = r.stderr.splitlines()
+        assert line.startswith(f"--out {args[-1]}"), line
+    assert a_file.read_text() == "mine\n"
 
 
 # -- a changed lab renders consistently ----------------------------------------------------
@@ -181,3 +227,78 @@ def test_emulated_vms_get_their_own_vrrp_timing_and_nothing_else():
     assert f"advert_int {lab.vrrp.emulated.advert_int}\n" in conf
     no_override = lab.model_copy(update={"vrrp": lab.vrrp.model_copy(update={"emulated": None})})
     assert Deployment.of(no_override, "vagrant", emulated=True).timing == Deployment.of(lab, "vagrant").timing
+
+
+# -- any lab file: refused in words, or rendered with the templates' lines only ----------------
+
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\x85\u2028\u2029]")
+
+
+def skeleton_environment():
+    """Templates rendered with every value replaced by one word: the files' lines as the
+    templates make them (loops and conditions still see the lab's values)."""
+    env = render.environment()
+    env.finalize = lambda value: value if value is SOURCES_LIST else "X"
+    return env
+
+
+def assert_values_add_no_line(lab: model.Lab) -> None:
+    skeleton, real = skeleton_environment(), render.environment()
+    for substrate in ("vagrant", "netns"):
+        deployment = Deployment.of(lab, substrate, "netns" if substrate == "netns" else None)
+        for node in lab.nodes():
+            files = render.render_node(lab, node, deployment, real)
+            lines = render.render_node(lab, node, deployment, skeleton)
+            for path, f in files.items():
+                where = f"{substrate} {node.name}:{path}"
+                assert f.text.count("\n") == lines[path].text.count("\n"), f"{where}: a value added a line"
+                assert not CONTROL.search(f.text), f"{where}: a control character"
+
+
+def parse_or_refusal(data: dict) -> model.Lab | None:
+    """The lab, or None if refused in words: one line per problem, never a raw pattern."""
+    try:
+        return model.parse(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), "drawn.yaml")
+    except model.LabError as e:
+        msg = str(e)
+        assert e.problems and len(msg.splitlines()) == len(e.problems), msg
+        assert all(line.startswith("drawn.yaml") for line in msg.splitlines()), msg
+        assert "should match pattern" not in msg and "'^" not in msg, msg
+        return None
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(labs.lab_files())
+def test_any_lab_file_is_refused_in_words_or_rendered_with_the_templates_lines(data):
+    lab = parse_or_refusal(data)
+    event("accepted" if lab else "refused")
+    if lab:
+        assert_values_add_no_line(lab)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(labs.lab_files(hostile_values=False))
+def test_labs_of_valid_values_render_with_the_templates_lines(data):
+    lab = parse_or_refusal(data)
+    assume(lab is not None)
+    assert_values_add_no_line(lab)
+
+
+# What the validators' machine has: a drawn lab's sysctl.conf must apply in its namespace, and
+# keepalived's script user must exist there.
+REAL_SYSCTL = st.sampled_from(["net.ipv4.ip_forward", "net.ipv4.conf.all.rp_filter", "net.core.somaxconn",
+                               "net.ipv6.conf.all.forwarding", "net.ipv4.tcp_syncookies"])
+
+
+@needs_root(*TOOLS)
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                               HealthCheck.filter_too_much])
+@given(labs.lab_files(hostile_values=False, sysctl_keys=REAL_SYSCTL, sysctl_values=st.integers(0, 1),
+                      given={("vrrp", "script_user"): st.sampled_from(["root", "nobody"])}))
+def test_accepted_labs_pass_the_real_validators(tmp_path_factory, data):
+    lab = parse_or_refusal(data)
+    assume(lab is not None)
+    for substrate in ("vagrant", "netns"):
+        root = tmp_path_factory.mktemp(substrate)
+        render_tree(lab, substrate, root)
+        validate(lab, substrate, root, tmp_path_factory.mktemp("ifstate"))

@@ -1,13 +1,18 @@
 """Every rendered file through its real validator (keepalived, dhcpd, radvd, iptables-restore,
 ifupdown, sysctl, sh), for both substrates. Needs root: throwaway namespaces hold the
-interfaces the daemons look for; nothing touches the machine's own network namespace."""
+interfaces the daemons look for; nothing touches the machine's own network namespace.
+
+The validators are functions of a rendered tree, so that tests/test_render.py's property test
+sends the labs it makes through them too."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import subprocess
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,35 +21,45 @@ from conftest import needs_root
 from lab import model, render
 from lab.deployment import Deployment
 
-pytestmark = needs_root("keepalived", "dhcpd", "radvd", "iptables-restore", "ifup", "ip")
+TOOLS = ("keepalived", "dhcpd", "radvd", "iptables-restore", "ifup", "ip")
+pytestmark = needs_root(*TOOLS)
 
 SUBSTRATES = ["vagrant", "netns"]
 
 
-@pytest.fixture
-def netns():
+@contextlib.contextmanager
+def namespace(bridge: str) -> Iterator[str]:
     """A throwaway namespace with the lab's VLAN 7 bridge, deleted afterwards."""
     name = f"vxlabtest-{uuid.uuid4().hex[:8]}"
     subprocess.run(["ip", "netns", "add", name], check=True)
     try:
         ip = ["ip", "-n", name]
         subprocess.run([*ip, "link", "set", "lo", "up"], check=True)
-        subprocess.run([*ip, "link", "add", "sw-vlan7", "type", "bridge"], check=True)
-        subprocess.run([*ip, "link", "set", "sw-vlan7", "up"], check=True)
+        subprocess.run([*ip, "link", "add", "name", bridge, "type", "bridge"], check=True)
+        subprocess.run([*ip, "link", "set", "dev", bridge, "up"], check=True)
         yield name
     finally:
         subprocess.run(["ip", "netns", "del", name], check=True)
 
 
+def render_tree(lab: model.Lab, substrate: str, root: Path) -> None:
+    """The lab rendered into root/<node>/..., with runtime paths pointing there."""
+    form = render.FORMS[substrate]
+    if form.state_dir:  # netns: the files name their node's root; make that root `root`
+        form = dataclasses.replace(form, state_dir=str(root))
+    render.write(render.render(lab, Deployment.of(lab, form)), root)
+    os.chmod(root, 0o755)  # keepalived refuses scripts under a world-writable path
+
+
+@pytest.fixture
+def netns():
+    with namespace(model.load().shared_vlan.bridge) as ns:
+        yield ns
+
+
 @pytest.fixture(params=SUBSTRATES)
 def tree(request, tmp_path):
-    """The default lab rendered into tmp_path/<node>/..., with runtime paths pointing there."""
-    lab = model.load()
-    form = render.FORMS[request.param]
-    if form.state_dir:  # netns: the files name their node's root; make that root tmp_path
-        form = dataclasses.replace(form, state_dir=str(tmp_path))
-    render.write(render.render(lab, Deployment.of(lab, form)), tmp_path)
-    os.chmod(tmp_path, 0o755)  # keepalived refuses scripts under a world-writable path
+    render_tree(model.load(), request.param, tmp_path)
     return request.param, tmp_path
 
 
@@ -57,9 +72,14 @@ def ok(p: subprocess.CompletedProcess) -> str:
     return p.stdout + p.stderr
 
 
-def test_keepalived(tree, netns):
-    substrate, root = tree
-    for vm in ("blueVM", "greenVM"):
+def tenant_vms(lab: model.Lab) -> list[str]:
+    return [t.vm for t in lab.tenants.values()]
+
+
+# -- the validators ------------------------------------------------------------------------------
+
+def keepalived(lab: model.Lab, substrate: str, root: Path, netns: str) -> None:
+    for vm in tenant_vms(lab):
         conf = root / vm / "etc/keepalived/keepalived.conf"
         # On the VMs the scripts live in /usr/local/bin: show keepalived the rendered ones there
         # (a private mount namespace, so the machine's /usr/local/bin is untouched).
@@ -71,43 +91,37 @@ def test_keepalived(tree, netns):
             assert bad not in out, out
 
 
-def test_dhcpd(tree):
-    _, root = tree
-    for c in ("blueDHCP", "greenDHCP"):
-        ok(run(["dhcpd", "-4", "-t", "-q", "-cf", str(root / c / "etc/dhcp/dhcpd.conf")]))
+def dhcpd(lab: model.Lab, root: Path) -> None:
+    for t in lab.tenants.values():
+        ok(run(["dhcpd", "-4", "-t", "-q", "-cf", str(root / t.dhcp_server.name / "etc/dhcp/dhcpd.conf")]))
 
 
-def test_radvd(tree, netns):
-    _, root = tree
-    for vm in ("blueVM", "greenVM"):
+def radvd(lab: model.Lab, root: Path, netns: str) -> None:
+    for vm in tenant_vms(lab):
         ok(run(["ip", "netns", "exec", netns, "radvd", "--configtest",
                 "-C", str(root / vm / "etc/radvd.conf")]))
 
 
-def test_iptables_restore(tree, netns):
-    _, root = tree
+def iptables_restore(lab: model.Lab, root: Path, netns: str) -> None:
     for tool, f in (("iptables-restore", "rules.v4"), ("ip6tables-restore", "rules.v6")):
-        rules = (root / "routerVM/etc/iptables" / f).read_text()
+        rules = (root / lab.router.vm / "etc/iptables" / f).read_text()
         ok(run(["ip", "netns", "exec", netns, tool, "--test"], input=rules))
 
 
-def test_ifupdown_parses_every_interfaces_file(tree, tmp_path_factory):
-    _, root = tree
-    for f in sorted(root.glob("*/etc/network/interfaces")):
-        state = tmp_path_factory.mktemp("ifstate")
+def ifupdown(root: Path, state: Path) -> None:
+    for i, f in enumerate(sorted(root.glob("*/etc/network/interfaces"))):
+        (state / str(i)).mkdir()
         out = ok(run(["ifup", "--no-act", "--all", "--force", "-i", str(f),
-                      "--state-dir", str(state)]))
+                      "--state-dir", str(state / str(i))]))
         assert "ifup: " not in out or "error" not in out.lower(), out
 
 
-def test_sysctl_files_apply_in_a_namespace(tree, netns):
-    _, root = tree
-    for vm in ("routerVM", "blueVM", "greenVM"):
+def sysctl(lab: model.Lab, root: Path, netns: str) -> None:
+    for vm in (lab.router.vm, *tenant_vms(lab)):
         ok(run(["ip", "netns", "exec", netns, "sysctl", "-q", "-p", str(root / vm / "etc/sysctl.conf")]))
 
 
-def test_shell_scripts_parse(tree):
-    _, root = tree
+def shell_scripts(root: Path) -> None:
     scripts = sorted(root.glob("*/usr/local/bin/*.sh")) + sorted(root.glob("*/etc/default/*"))
     assert len(scripts) == 2 * 4 + 2  # each tenant's checks, notify, notify FIFO; dhcpd's defaults
     for s in scripts:
@@ -116,6 +130,49 @@ def test_shell_scripts_parse(tree):
         if s.suffix == ".sh":
             assert first == "#!/bin/bash"
             assert os.access(s, os.X_OK)
+
+
+def validate(lab: model.Lab, substrate: str, root: Path, state: Path) -> None:
+    """Every validator on a rendered tree (each in its own namespace: sysctl changes it)."""
+    with namespace(lab.shared_vlan.bridge) as netns:
+        keepalived(lab, substrate, root, netns)
+        radvd(lab, root, netns)
+        iptables_restore(lab, root, netns)
+    with namespace(lab.shared_vlan.bridge) as netns:
+        sysctl(lab, root, netns)
+    dhcpd(lab, root)
+    ifupdown(root, state)
+    shell_scripts(root)
+
+
+# -- the default lab -----------------------------------------------------------------------------
+
+def test_keepalived(tree, netns):
+    keepalived(model.load(), *tree, netns)
+
+
+def test_dhcpd(tree):
+    dhcpd(model.load(), tree[1])
+
+
+def test_radvd(tree, netns):
+    radvd(model.load(), tree[1], netns)
+
+
+def test_iptables_restore(tree, netns):
+    iptables_restore(model.load(), tree[1], netns)
+
+
+def test_ifupdown_parses_every_interfaces_file(tree, tmp_path_factory):
+    ifupdown(tree[1], tmp_path_factory.mktemp("ifstate"))
+
+
+def test_sysctl_files_apply_in_a_namespace(tree, netns):
+    sysctl(model.load(), tree[1], netns)
+
+
+def test_shell_scripts_parse(tree):
+    shell_scripts(tree[1])
 
 
 def test_rt_tables_names_resolve(tree, netns, tmp_path):

@@ -24,27 +24,28 @@ class Background:
     # INT lets ping print its summary; a shell started in the background ignores INT, so a
     # script needs TERM.
     signal: str = "INT"
-
-    @property
-    def path(self) -> str:
-        return f"/tmp/vxlab-drill-{self.name}"
+    path: str = ""  # its output on the node: a new file that mktemp made there
 
     def start(self) -> None:
-        out = self.node.path(self.path)
+        # Not a fixed name: in a world-writable /tmp, another user could have planted it (a
+        # symlink that root's redirection would follow).
         cmd = " ".join(_quote(a) for a in self.argv)
-        r = self.node.run(["sh", "-c", f"mkdir -p {self.node.path('/tmp')} && "
-                                       f"{{ setsid {cmd} > {out} 2>&1 < /dev/null & }}; echo $!"])
-        self.pid = r.out.strip()
+        script = ('mkdir -p "$1" && out=$(mktemp "$1/vxlab-drill-$2.XXXXXXXX") && '
+                  f'{{ setsid {cmd} > "$out" 2>&1 < /dev/null & }} && echo "$! $out"')
+        r = self.node.run(["sh", "-c", script, "start", self.node.path("/tmp"), self.name])
+        self.pid, out = r.out.split()
+        self.path = out.removeprefix(self.node.root)
 
     def stop(self) -> None:
         if self.pid:
             self.node.run(["kill", f"-{self.signal}", self.pid], check=False)
 
     def output(self) -> str:
-        return self.node.read(self.path) or ""
+        return (self.node.read(self.path) or "") if self.path else ""
 
     def remove(self) -> None:
-        self.node.run(["rm", "-f", self.node.path(self.path)], check=False)
+        if self.path:
+            self.node.run(["rm", "-f", self.node.path(self.path)], check=False)
 
 
 def _quote(arg: str) -> str:

@@ -16,6 +16,7 @@ from lab.model.types import Lab
 class Problem:
     path: str
     message: str
+    line: int | None = None  # where the loader knows it better than the field's path says
 
 
 def check(lab: Lab) -> Iterator[Problem]:
@@ -27,6 +28,7 @@ def check(lab: Lab) -> Iterator[Problem]:
     yield from _check_vrrp(lab)
     yield from _check_dhcp(lab)
     yield from _check_unique(lab)
+    yield from _check_names(lab)
     vx = lab.shared_vlan.vxlan
     if vx.underlay_mtu < lab.shared_vlan.mtu + 54:
         yield Problem("shared_vlan.vxlan.underlay_mtu",
@@ -62,6 +64,9 @@ def _check_subnets(lab: Lab) -> Iterator[Problem]:
     yield from _in(up.ipv6, gw.ipv6.network, "router.uplink.ipv6", "the router's uplink")
     yield from _link_local(gw.link_local, "internet.gateway.link_local")
     sv = lab.shared_vlan
+    if sv.ipv6.prefixlen != 64:
+        yield Problem("shared_vlan.ipv6", f"{sv.ipv6} must be a /64: the clients take their "
+                                          "addresses by SLAAC, which needs 64 bits for the interface")
     for name, t in lab.tenants.items():
         p = f"tenants.{name}"
         u = t.underlay
@@ -71,6 +76,8 @@ def _check_subnets(lab: Lab) -> Iterator[Problem]:
         yield from _in(t.svi.ipv4, sv.ipv4, f"{p}.svi.ipv4", "the SVI")
         yield from _in(t.svi.ipv6, sv.ipv6, f"{p}.svi.ipv6", "the SVI")
         yield from _link_local(t.svi.link_local, f"{p}.svi.link_local")
+        if t.svi.ipv6.network != sv.ipv6:
+            yield Problem(f"{p}.svi.ipv6", f"prefix length must be that of {sv.ipv6}")
         if t.svi.ipv4.network != sv.ipv4:
             yield Problem(f"{p}.svi.ipv4", f"prefix length must be that of {sv.ipv4}")
         yield from _in(t.dhcp_server.ipv4, sv.ipv4, f"{p}.dhcp_server.ipv4", "the DHCP server")
@@ -113,6 +120,12 @@ def _check_dhcp(lab: Lab) -> Iterator[Problem]:
     yield from _in(r.last, net, "dhcp.range.last", "the range end")
     if r.first > r.last:
         yield Problem("dhcp.range", f"first {r.first} is after last {r.last}")
+    clients = sum(len(t.clients) for t in lab.tenants.values())
+    size = int(r.last) - int(r.first) + 1
+    if 0 < size < clients:
+        yield Problem("dhcp.range", f"{r.first}-{r.last} holds {size} addresses, fewer than the "
+                                    f"{clients} clients of both tenants (the failover pair serves "
+                                    "them all)")
     statics = {f"tenants.{n}.svi.ipv4": t.svi.ipv4.ip for n, t in lab.tenants.items()}
     statics |= {f"tenants.{n}.dhcp_server.ipv4": t.dhcp_server.ipv4.ip
                 for n, t in lab.tenants.items()}
@@ -186,3 +199,25 @@ def _addresses(lab: Lab) -> Iterator[tuple[str, ipaddress._BaseAddress]]:
     for path, ip in walk(lab, ""):
         if not path.startswith(skip):
             yield path, ip
+
+
+LXD_NAME_MAX = 63  # LXD's instance names are host names
+IFNAMSIZ = 15      # the kernel's interface names, in bytes
+
+
+def _check_names(lab: Lab) -> Iterator[Problem]:
+    """Names the lab derives from others must still fit where they go."""
+    for n, t in lab.tenants.items():
+        for path, name in ((f"tenants.{n}.dhcp_server.name", t.dhcp_server.name),
+                           *((f"tenants.{n}.clients.{i}", c) for i, c in enumerate(t.clients))):
+            instance = f"{lab.name}-{name}"  # the embedded lab's LXD instance (lab/containers)
+            if len(instance) > LXD_NAME_MAX:
+                yield Problem(path, f"makes the LXD container name {instance[:20]}... "
+                                    f"{len(instance)} characters long; LXD allows {LXD_NAME_MAX}")
+    r = lab.router
+    for path, vlan in (("router.uplink.vlan", r.uplink.vlan),
+                       *((f"tenants.{n}.vlan", t.vlan) for n, t in lab.tenants.items())):
+        sub = r.subif(vlan)
+        if len(sub) > IFNAMSIZ:
+            yield Problem("router.nic", f"the router's VLAN {vlan} subinterface {sub} ({path}) is "
+                                        f"{len(sub)} characters long; the kernel allows {IFNAMSIZ}")

@@ -6,8 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from lab.model.rules import Problem
-
-MAX_CLIENTS = 1000  # per tenant: a classroom's big lab, not a typo's 10**9 namespaces
+from lab.model.types import MAX_CLIENTS
 
 
 def expand(data: dict) -> tuple[dict, list[Problem]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from ipaddress import (
     IPv4Address,
@@ -13,20 +14,122 @@ from ipaddress import (
 )
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+)
 
-# Linux interface names: at most 15 bytes, no '/', ':' or whitespace.
-IFNAME = r"^[A-Za-z0-9_.-]{1,15}$"
+from lab.model import sysctl
+
+# -- kinds of text: each a pattern, the words that say it, the names it may not be ---------------
+
+@dataclass(frozen=True)
+class Kind:
+    """A kind of name. Refusals say `words`, never the pattern (people read them)."""
+
+    pattern: str
+    words: str
+    reserved: tuple[tuple[str, str], ...] = ()  # (name, why it is not free)
+
+    def __call__(self, value: str) -> str:
+        if not re.fullmatch(self.pattern, value):
+            raise ValueError(f"should be {self.words}")
+        why = dict(self.reserved).get(value)
+        if why:
+            raise ValueError(f"{value!r} is reserved: {why}")
+        return value
+
+
+def text(kind: Kind) -> object:
+    return Annotated[StrictStr, AfterValidator(kind)]
+
+
+_SYSCTL_DIR = "the kernel keeps the name for /proc/sys/net/*/conf/{}"
+_RT_TABLE = "the name of one of iproute2's own routing tables (rt_tables)"
+# Linux interface names (the kernel's rules: at most 15 bytes, no '/', ':' or blank, not '.' or
+# '..', not 'all' or 'default'), and never read as an option by ip, ifup or sysctl.
+IFNAME = Kind(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}",
+              "an interface name: 1-15 letters, digits, '_', '.' or '-', not starting with '.' or '-'",
+              (("all", _SYSCTL_DIR.format("all")), ("default", _SYSCTL_DIR.format("default")),
+               ("lo", "every namespace has its own loopback lo")))
 # RFC 1123 host name label (containers keep their lab names as host names).
-HOSTNAME = r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$"
+HOSTNAME = Kind(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?",
+                "a host name: 1-63 letters, digits or '-', not starting or ending with '-'")
+# LXD's instance names: host names that start with a letter.
+CONTAINER = Kind(r"[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?",
+                 "a container name: 1-63 letters, digits or '-', starting with a letter (as LXD "
+                 "wants), not ending with '-'")
 # The lab name prefixes namespaces and container names: short and plain.
-LABNAME = r"^[a-z][a-z0-9]{0,11}$"
+LABNAME = Kind(r"[a-z][a-z0-9]{0,11}",
+               "a lab name: 1-12 lowercase letters or digits, starting with a letter")
+# A tenant's name also names its routing table on the router (rt_tables).
+TENANT = Kind(r"[a-z][a-z0-9]{0,14}",
+              "a tenant name: 1-15 lowercase letters or digits, starting with a letter",
+              tuple((n, _RT_TABLE) for n in ("main", "default", "local", "unspec"))
+              + (("all", "`ip route ... table all` means every table"),))
+KEEPALIVED_NAME = Kind(r"[A-Za-z0-9_-]{1,64}", "a keepalived name: 1-64 letters, digits, '_' or '-'")
+FAILOVER_PEER = Kind(r"[A-Za-z0-9_.-]{1,64}", "a failover peer name: 1-64 letters, digits, '_', '.' or '-'")
+USER = Kind(r"[a-z_][a-z0-9_-]{0,31}",
+            "a user name: 1-32 lowercase letters, digits, '_' or '-', starting with a letter or '_'")
+MAC_PREFIX = Kind(r"[0-9a-f]{2}(:[0-9a-f]{2}){3}",
+                  "the first four bytes of a MAC address in lowercase hex, like ba:ad:ca:fe")
+SYSCTL_KEY = Kind(r"net(\.[A-Za-z0-9_-]+){2,8}",
+                  "a network key of the namespace: net.<subtree>.<name>, parts of letters, digits, "
+                  "'_' or '-' separated by dots")
 
-IfName = Annotated[StrictStr, Field(pattern=IFNAME)]
-HostName = Annotated[StrictStr, Field(pattern=HOSTNAME)]
+
+def _sysctl_key(key: str) -> str:
+    if not key.startswith("net."):
+        raise ValueError("only network keys (net.*) may be set: the others are the host kernel's, "
+                         "which the embedded lab shares")
+    why = sysctl.host_only(SYSCTL_KEY(key))
+    if why:
+        raise ValueError(f"not per network namespace: {why}")
+    return key
+
+
+def _written(value):
+    """Addresses as people write them: pydantic also takes a number or bytes (`true` was 0.0.0.1)."""
+    if not isinstance(value, str):
+        raise ValueError("should be an address written as text, like 192.0.2.1/24 or 2001:db8::1")
+    return value
+
+
+def _no_zone(addr):
+    """IPv6 addresses without a zone: Python keeps any text after '%', and it would reach files."""
+    ip = addr.network_address if isinstance(addr, IPv6Network) else addr
+    if ip.scope_id is not None:
+        raise ValueError("should be an IPv6 address without a zone ('%' and a name): the lab says "
+                         "which interface itself")
+    return addr
+
+
+IfName = text(IFNAME)
+HostName = text(HOSTNAME)
+ContainerName = text(CONTAINER)
 Port = Annotated[StrictInt, Field(ge=1, le=65535)]
 VlanId = Annotated[StrictInt, Field(ge=1, le=4094)]
-Positive = Annotated[StrictInt, Field(ge=1)]
+Mtu = Annotated[StrictInt, Field(ge=1280, le=65535)]
+Seconds = Annotated[StrictInt, Field(ge=1, le=86400)]  # a day: longer is a typo
+ScriptSeconds = Annotated[StrictInt, Field(ge=1, le=4294)]  # keepalived: microseconds in 32 bits
+Count = Annotated[StrictInt, Field(ge=1, le=100)]
+MAX_CLIENTS = 1000  # per tenant: a classroom's big lab, not a typo's 10**9 namespaces
+AdvertInt = Annotated[StrictInt, Field(ge=1, le=40)]  # VRRPv3 counts centiseconds in 12 bits: < 41 s
+LeaseTime = Annotated[StrictInt, Field(ge=1, le=365 * 86400)]
+IPv4Addr = Annotated[IPv4Address, BeforeValidator(_written)]
+IPv4Iface = Annotated[IPv4Interface, BeforeValidator(_written)]
+IPv4Net = Annotated[IPv4Network, BeforeValidator(_written)]
+IPv6Addr = Annotated[IPv6Address, BeforeValidator(_written), AfterValidator(_no_zone)]
+IPv6Iface = Annotated[IPv6Interface, BeforeValidator(_written), AfterValidator(_no_zone)]
+IPv6Net = Annotated[IPv6Network, BeforeValidator(_written), AfterValidator(_no_zone)]
+SysctlKey = Annotated[StrictStr, AfterValidator(_sysctl_key)]
+SysctlValue = Annotated[StrictInt, Field(ge=-(2**63), le=2**64 - 1)]  # a C long, signed or not
 
 
 class Model(BaseModel):
@@ -38,23 +141,23 @@ class Model(BaseModel):
 # -- addresses ----------------------------------------------------------------------------
 
 class Addr4(Model):
-    ipv4: IPv4Interface
+    ipv4: IPv4Iface
 
 
 class DualStack(Model):
-    ipv4: IPv4Interface
-    ipv6: IPv6Interface
+    ipv4: IPv4Iface
+    ipv6: IPv6Iface
 
 
 class DualStackLL(DualStack):
     """An interface with a global and a hand-set link-local IPv6 address (fe80:dc::1, ...)."""
 
-    link_local: IPv6Interface
+    link_local: IPv6Iface
 
 
 class Hosts(Model):
-    ipv4: IPv4Address
-    ipv6: IPv6Address
+    ipv4: IPv4Addr
+    ipv6: IPv6Addr
 
 
 # -- parts of the lab ---------------------------------------------------------------------
@@ -66,11 +169,11 @@ class Internet(Model):
 
 class Switch(Model):
     name: IfName
-    mac_prefix: Annotated[StrictStr, Field(pattern=r"^[0-9a-f]{2}(:[0-9a-f]{2}){3}$")]
+    mac_prefix: text(MAC_PREFIX)
 
 
 class Resources(Model):
-    memory: Annotated[StrictInt, Field(ge=256)]
+    memory: Annotated[StrictInt, Field(ge=256, le=1024 * 1024)]  # MiB: 1 TiB at most
     cpus: Annotated[StrictInt, Field(ge=1, le=64)]
 
 
@@ -96,9 +199,9 @@ class Underlay(Model):
 
 
 class DhcpServer(Model):
-    name: HostName
+    name: ContainerName
     role: Literal["primary", "secondary"]
-    ipv4: IPv4Interface
+    ipv4: IPv4Iface
     port: Port
 
 
@@ -114,29 +217,29 @@ class Tenant(Model):
     svi: DualStackLL
     vrrp_priority: Annotated[StrictInt, Field(ge=1, le=254)]  # 255 means "address owner"
     dhcp_server: DhcpServer
-    clients: tuple[HostName, ...]
+    clients: Annotated[tuple[ContainerName, ...], Field(max_length=MAX_CLIENTS)]
     resources: Resources
 
 
 class Vxlan(Model):
     vni: Annotated[StrictInt, Field(ge=1, le=16777215)]
     udp_port: Port
-    underlay_mtu: Annotated[StrictInt, Field(ge=1280, le=65535)]
+    underlay_mtu: Mtu
 
 
 class SharedVlan(Model):
     vlan: VlanId
     bridge: IfName
-    ipv4: IPv4Network
-    ipv6: IPv6Network
-    mtu: Annotated[StrictInt, Field(ge=1280, le=65535)]
+    ipv4: IPv4Net
+    ipv6: IPv6Net
+    mtu: Mtu
     vxlan: Vxlan
 
 
 class VrrpInstance(Model):
-    name: Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9_-]+$")]
+    name: text(KEEPALIVED_NAME)
     vrid: Annotated[StrictInt, Field(ge=1, le=255)]
-    vip: IPv4Interface | IPv6Interface
+    vip: IPv4Iface | IPv6Iface
 
 
 class VrrpInstances(Model):
@@ -145,44 +248,44 @@ class VrrpInstances(Model):
 
 
 class Track(Model):
-    interval: Positive
-    timeout: Positive
-    rise: Positive
-    fall: Positive
-    ping_wait: Positive  # the check script's `ping -W`: how long one reply may take
+    interval: ScriptSeconds
+    timeout: ScriptSeconds
+    rise: Count
+    fall: Count
+    ping_wait: Seconds  # the check script's `ping -W`: how long one reply may take
 
 
 class VrrpTiming(Model):
-    advert_int: Positive
+    advert_int: AdvertInt
     track: Track
 
 
 class Vrrp(Model):
     version: Literal[2, 3]
-    sync_group: Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9_-]+$")]
-    advert_int: Positive
-    script_user: Annotated[StrictStr, Field(pattern=r"^[a-z_][a-z0-9_-]*$")]
+    sync_group: text(KEEPALIVED_NAME)
+    advert_int: AdvertInt
+    script_user: text(USER)
     instances: VrrpInstances
     track: Track
     emulated: VrrpTiming | None = None  # on VMs without KVM (QEMU's TCG): lab/deployment.py
 
 
 class DhcpRange(Model):
-    first: IPv4Address
-    last: IPv4Address
+    first: IPv4Addr
+    last: IPv4Addr
 
 
 class Dhcp(Model):
-    failover_peer: Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9_.-]+$")]
+    failover_peer: text(FAILOVER_PEER)
     interface: IfName
     range: DhcpRange
-    default_lease_time: Positive
-    max_lease_time: Positive
-    max_response_delay: Positive
-    max_unacked_updates: Positive
-    mclt: Positive
+    default_lease_time: LeaseTime
+    max_lease_time: LeaseTime
+    max_response_delay: Seconds
+    max_unacked_updates: Annotated[StrictInt, Field(ge=1, le=65535)]
+    mclt: Seconds
     split: Annotated[StrictInt, Field(ge=0, le=256)]
-    load_balance_max_seconds: Positive
+    load_balance_max_seconds: Annotated[StrictInt, Field(ge=1, le=255)]  # dhcpd: secs, a byte
 
 
 class Radvd(Model):
@@ -196,16 +299,16 @@ class Containers(Model):
 
 
 class Lab(Model):
-    name: Annotated[StrictStr, Field(pattern=LABNAME)]
+    name: text(LABNAME)
     internet: Internet
     switch: Switch
     router: Router
-    tenants: dict[Annotated[StrictStr, Field(pattern=r"^[a-z][a-z0-9]*$")], Tenant]
+    tenants: dict[text(TENANT), Tenant]
     shared_vlan: SharedVlan
     vrrp: Vrrp
     dhcp: Dhcp
     radvd: Radvd
-    sysctl: dict[Annotated[StrictStr, Field(pattern=r"^[a-z0-9_.-]+$")], StrictInt | StrictStr]
+    sysctl: Annotated[dict[SysctlKey, SysctlValue], Field(max_length=100)]
     containers: Containers
 
     # The lab's shape, for templates, recipes and checks.

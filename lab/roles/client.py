@@ -37,7 +37,7 @@ def apply(t: Target) -> None:
     changed = place(t)
     if t.light:
         ifupdown(t, exclude=(t.lab.containers.nic,))
-        t.node.run(["ip", "link", "set", t.lab.containers.nic, "up"])
+        t.node.run(["ip", "link", "set", "dev", t.lab.containers.nic, "up"])
         t.node.run(["mkdir", "-p", t.path("/var/lib/dhcp")])  # dhclient's lease file
         service(t, dhclient(t), SCRIPT in changed)
     else:

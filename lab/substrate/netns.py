@@ -292,7 +292,7 @@ class NetnsLab:
         # (an empty bridge: there is no dummy or 802.1q here).
         for lk in self.topology.switch_links:
             if lk.trunk and not link_exists(self.ns(lk.node), lk.nic):
-                sh(["ip", "-n", self.ns(lk.node), "link", "add", lk.nic, "type", "bridge"])
+                sh(["ip", "-n", self.ns(lk.node), "link", "add", "name", lk.nic, "type", "bridge"])
 
     def rewire(self, ns: str) -> None:
         """Remake the wires of one namespace that ifdown deleted (its dotted VLAN names)."""
@@ -309,12 +309,13 @@ class NetnsLab:
         if has_a and has_b:
             return
         if has_a:
-            sh(["ip", "-n", ns_a, "link", "del", a])
+            sh(["ip", "-n", ns_a, "link", "del", "dev", a])
         if has_b:
-            sh(["ip", "-n", ns_b, "link", "del", b])
-        sh(["ip", "-n", ns_a, "link", "add", a, "mtu", str(w.mtu), "type", "veth",
+            sh(["ip", "-n", ns_b, "link", "del", "dev", b])
+        # `name` and `dev` before the lab's names: ip reads a bare `d` as its option `dynamic`
+        sh(["ip", "-n", ns_a, "link", "add", "name", a, "mtu", str(w.mtu), "type", "veth",
             "peer", "name", b, "mtu", str(w.mtu), "netns", ns_b])
-        sh(["ip", "-n", ns_b, "link", "set", b, "up"])
+        sh(["ip", "-n", ns_b, "link", "set", "dev", b, "up"])
 
     def _record(self, ns: str) -> None:
         with open(self.state.parent / f"{self.lab.name}.namespaces", "a") as f:
@@ -389,4 +390,4 @@ def _debian_root(root: Path) -> None:
 
 def link_exists(ns: str | None, dev: str) -> bool:
     """Whether namespace `ns` (None: this machine's own) has the link `dev`."""
-    return sh(["ip", *(("-n", ns) if ns else ()), "link", "show", dev], check=False).ok
+    return sh(["ip", *(("-n", ns) if ns else ()), "link", "show", "dev", dev], check=False).ok

@@ -11,14 +11,13 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench_embedded import bench_lab  # noqa: E402
+from bench_embedded import bench_lab, stats  # noqa: E402
 
 from lab import checks  # noqa: E402
 from lab.embedded import EmbeddedLab  # noqa: E402
@@ -75,10 +74,6 @@ def run(driver: str, runs: int) -> dict:
     finally:
         elab.down()
     return out
-
-
-def stats(xs: list[float]) -> str:
-    return f"{min(xs):6.1f} {statistics.median(xs):6.1f} {max(xs):6.1f}"
 
 
 def main() -> None:

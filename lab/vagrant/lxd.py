@@ -39,6 +39,8 @@ class ClientCert:
     """The lab's LXD client certificate, in the lab's private state dir (KEEP/<lab>/lxd), with
     the server certificates pinned there."""
 
+    _making = threading.Lock()  # tenants are provisioned side by side: one pair, not two halves
+
     def __init__(self, lab: str) -> None:
         self.lab = lab
         self.dir = state.KEEP / lab / "lxd"
@@ -46,6 +48,10 @@ class ClientCert:
         self.key = self.dir / "client.key"
 
     def ensure(self) -> ClientCert:
+        with self._making:
+            return self._ensure()
+
+    def _ensure(self) -> ClientCert:
         state.keep_dir(self.lab, "lxd")
         if self.key.exists() and subprocess.run(
                 ["openssl", "x509", "-checkend", "86400", "-noout", "-in", str(self.crt)],

@@ -19,9 +19,10 @@ from pathlib import Path
 
 import pytest
 from conftest import needs_root
+from paramiko.ssh_exception import BadHostKeyException
 
 from lab.substrate.base import CommandError, Service
-from lab.substrate.vagrant import SshEndpoint, VagrantNode, nodes_from_ssh_config
+from lab.substrate.vagrant import KnownHosts, SshEndpoint, VagrantNode, nodes_from_ssh_config
 
 SSHD = "/usr/sbin/sshd"
 pytestmark = needs_root(SSHD, "ssh-keygen", "sudo")
@@ -223,3 +224,63 @@ def test_nodes_from_ssh_config_writes_the_file(sshd, tmp_path):
         assert n.run(["true"]).ok
     finally:
         n.close()
+
+
+def test_host_key_recorded_at_first_contact_then_required(tmp_path):
+    known = tmp_path / "known_hosts-testvm"
+    with _sshd(tmp_path / "a", "prohibit-password") as endpoint:
+        n = VagrantNode("testvm", endpoint, tmp_path / "ssh-config", known_hosts=KnownHosts(known, "m1"))
+        try:
+            assert n.run(["true"]).ok  # first contact: recorded
+        finally:
+            n.close()
+        host_key = (tmp_path / "a/host_key.pub").read_text().split()[1]
+        lines = known.read_text().splitlines()
+        assert lines[0] == "# vxlab: host keys of machine m1"
+        assert lines[1] == f"[127.0.0.1]:{endpoint.port} ssh-ed25519 {host_key}"
+        again = VagrantNode("testvm", endpoint, tmp_path / "ssh-config", known_hosts=KnownHosts(known, "m1"))
+        try:
+            assert again.run(["true"]).ok and again.login_as_root()  # the same key: fine
+        finally:
+            again.close()
+    with _sshd(tmp_path / "b", "prohibit-password") as other:  # another host key answers
+        impostor = VagrantNode("testvm", other, tmp_path / "ssh-config", known_hosts=KnownHosts(known, "m1"))
+        impostor.sudo = True  # as on a VM: login_as_root opens a connection of its own
+        try:
+            with pytest.raises(BadHostKeyException):
+                impostor.run(["true"])
+            with pytest.raises(BadHostKeyException):
+                impostor.login_as_root()
+        finally:
+            impostor.close()
+        assert known.read_text().count("ssh-ed25519") == 1  # nothing recorded for it
+        # the machine made anew (Vagrant's id changed): a first contact again
+        remade = VagrantNode("testvm", other, tmp_path / "ssh-config", known_hosts=KnownHosts(known, "m2"))
+        try:
+            assert remade.run(["true"]).ok
+        finally:
+            remade.close()
+        assert known.read_text().splitlines()[0] == "# vxlab: host keys of machine m2"
+
+
+def test_ssh_config_for_the_terminal_checks_the_recorded_key(sshd, tmp_path):
+    text = (f"Host testvm\n  HostName 127.0.0.1\n  User root\n  Port {sshd.port}\n"
+            f"  IdentityFile {sshd.identity_files[0]}\n  StrictHostKeyChecking no\n"
+            "  UserKnownHostsFile /dev/null\n")
+    known = tmp_path / "known_hosts-testvm"
+    nodes = nodes_from_ssh_config(text, tmp_path / "ssh-config", lambda alias: KnownHosts(known, "m"))
+    cfg = (tmp_path / "ssh-config").read_text()
+    assert "StrictHostKeyChecking yes" in cfg and f"UserKnownHostsFile {known}" in cfg
+    assert "/dev/null" not in cfg and "StrictHostKeyChecking no" not in cfg
+    n = nodes["testvm"]
+    try:
+        n.run(["true"])  # the first contact, through the lab
+    finally:
+        n.close()
+    cmd = [a for a in n.interactive(["echo", "ok"]) if a != "-t"]
+    cmd[cmd.index("sudo"):cmd.index("--") + 1] = []  # root already
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0 and out.stdout == "ok\n", out.stderr
+    known.write_text(known.read_text().replace("ssh-ed25519 AAAA", "ssh-ed25519 AAAB"))  # not its key
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    assert out.returncode != 0

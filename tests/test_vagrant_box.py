@@ -59,16 +59,66 @@ def test_management_nic_is_networkds_and_routes_nothing():
     assert boxes.FILES["/etc/sudoers.d/vagrant"][1] == 0o440
 
 
-def test_overlay_holds_files_and_key(tmp_path, monkeypatch):
-    key = tmp_path / "vagrant.pub"
-    key.write_text("ssh-rsa AAAA vagrant\n")
-    monkeypatch.setattr(boxes, "INSECURE_KEY", str(key))
+def test_overlay_holds_files_and_no_key(tmp_path):
     overlay = boxes._Builder(tmp_path, Path("img.tar"), lambda _: None)._overlay()
-    assert (overlay / "home/vagrant/.ssh/authorized_keys").read_text() == "ssh-rsa AAAA vagrant\n"
     gen = overlay / "etc/systemd/system-generators/vxlab-ifnames"
     assert gen.stat().st_mode & 0o777 == 0o755
+    assert (overlay / "usr/local/sbin/vxlab-access").stat().st_mode & 0o777 == 0o755
     assert overlay.stat().st_mode & 0o777 == 0o755  # sync-in gives "/" this mode
-    monkeypatch.setattr(boxes, "INSECURE_KEY", str(tmp_path / "none*.pub"))
-    (tmp_path / "x").mkdir()
-    with pytest.raises(RuntimeError, match="insecure public key"):
-        boxes._Builder(tmp_path / "x", Path("img.tar"), lambda _: None)._overlay()
+    assert not list(overlay.rglob("authorized_keys")) and not list(overlay.rglob("ssh_host_*"))
+
+
+def test_sshd_takes_keys_only_and_root_by_key():
+    conf = boxes.FILES["/etc/ssh/sshd_config.d/vxlab.conf"][0].splitlines()
+    for line in ("PasswordAuthentication no", "KbdInteractiveAuthentication no",
+                 "PermitRootLogin prohibit-password", "AuthenticationMethods publickey"):
+        assert line in conf
+    hooks = " ".join(boxes.HOOKS)
+    assert "chpasswd" not in hooks and 'usermod -p "*" vagrant' in hooks  # no password at all
+    assert 'rm -f "$1"/etc/ssh/ssh_host_*' in hooks  # every VM makes its own host key
+    assert "systemctl enable vxlab-access.service" in hooks
+
+
+def _access(cmdline: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    """Run the box's vxlab-access against a fake /proc/cmdline, /etc/ssh and homes."""
+    (tmp_path / "cmdline").write_text(cmdline + "\n")
+    (tmp_path / "etc/ssh/sshd_config.d").mkdir(parents=True, exist_ok=True)
+    script = (boxes.ACCESS.replace("/proc/cmdline", str(tmp_path / "cmdline"))
+              .replace("/etc/ssh/", f"{tmp_path}/etc/ssh/")
+              .replace('$(getent passwd "$user" | cut -d: -f6)', f"{tmp_path}/home/$user")
+              .replace('-o "$user" -g "$user" ', "")
+              .replace('chown "$user:$user" "$ssh/.authorized_keys.new" && ', ""))
+    assert script.count(str(tmp_path)) >= 5  # every host path replaced
+    return subprocess.run(["sh", "-c", script], capture_output=True, text=True)
+
+
+KEY = "AAAAC3NzaC1lZDI1NTE5AAAAIGlK2xHvKf3b2S0c4jI9mTnB2v0Z7dYqGm1cTQ2oQ0aX"
+
+
+def test_access_lets_the_lab_key_in_and_listens_on_the_management_address(tmp_path):
+    r = _access(f"root=/dev/vda quiet vxlab.mgmt=192.168.121.11 vxlab.sshkey={KEY}", tmp_path)
+    assert r.returncode == 0, r.stderr
+    for user in ("root", "vagrant"):
+        keys = tmp_path / "home" / user / ".ssh/authorized_keys"
+        assert keys.read_text() == f"ssh-ed25519 {KEY} vxlab\n"
+        assert keys.stat().st_mode & 0o777 == 0o600 and keys.parent.stat().st_mode & 0o777 == 0o700
+    listen = tmp_path / "etc/ssh/sshd_config.d/vxlab-listen.conf"
+    assert listen.read_text() == "ListenAddress 192.168.121.11\n"
+    host_key = tmp_path / "etc/ssh/ssh_host_ed25519_key"
+    made = host_key.read_text()
+    assert _access(f"vxlab.mgmt=192.168.121.11 vxlab.sshkey={KEY}", tmp_path).returncode == 0
+    assert host_key.read_text() == made  # made once, at the first boot
+
+
+@pytest.mark.parametrize("cmdline", [
+    "root=/dev/vda vxlab.mgmt=192.168.121.11",  # no key: nobody gets in
+    f"vxlab.sshkey={KEY} ",  # no address: sshd would listen everywhere
+    "vxlab.mgmt=192.168.121.11 vxlab.sshkey=AAAA;reboot",
+    f"vxlab.mgmt=0.0.0.0\\nPort=2 vxlab.sshkey={KEY}",
+    "vxlab.mgmt=192.168.121.11 vxlab.sshkey=*",
+])
+def test_access_refuses_a_missing_or_strange_value(tmp_path, cmdline):
+    r = _access(cmdline, tmp_path)
+    assert r.returncode == 1 and "vxlab-access: no valid" in r.stderr
+    assert not (tmp_path / "home").exists()
+    assert not (tmp_path / "etc/ssh/sshd_config.d/vxlab-listen.conf").exists()

@@ -8,10 +8,12 @@ machine route and NAT to its network."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,7 @@ from conftest import needs_root
 
 from lab import model
 from lab.vagrant import host as hostmod
+from lab.vagrant import state
 
 needs_host = needs_root("ovs-vsctl", "ovsdb-server", "libvirtd", "virsh", "nft", "ethtool", "tc")
 PROBE_NS = "vagtest-probe"  # not vxlab-*/vxtest-*: those belong to the embedded lab's tests
@@ -58,8 +61,8 @@ def _host_state() -> dict[str, object]:
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory) -> model.Lab:
-    if hostmod.RUN.exists() and any(hostmod.RUN.iterdir()) and not os.environ.get("CI"):
-        pytest.skip(f"a Vagrant lab's host side is up ({hostmod.RUN}): not beside it")
+    if state.RUN.exists() and any(state.RUN.iterdir()) and not os.environ.get("CI"):
+        pytest.skip(f"a Vagrant lab's host side is up ({state.RUN}): not beside it")
     data = yaml.safe_load(model.DEFAULT_LAB.read_text())
     data["name"] = "vagtest"
     data["switch"]["name"] = "dsw-vagtest"
@@ -99,6 +102,77 @@ def test_prepare_is_idempotent_sealed_and_undone_exactly(lab):
     assert h.cleanup() == []  # twice: nothing left to do
 
 
+VIRSH = ("virsh", "-q", "-c", "qemu:///system")
+IMAGES = Path("/var/lib/libvirt/images")
+
+
+def _define(name: str, disk: str | None, d: Path) -> None:
+    """A libvirt domain, defined (not started)."""
+    disk_xml = (f"<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='{disk}'/>"
+                "<target dev='vda' bus='virtio'/></disk>") if disk else ""
+    xml = d / f"{name}.xml"
+    xml.write_text(f"<domain type='qemu'><name>{name}</name><memory unit='MiB'>64</memory>"
+                   f"<os><type arch='x86_64'>hvm</type></os><devices>{disk_xml}</devices></domain>")
+    _sh(*VIRSH, "define", str(xml))
+
+
+def _qcow2(name: str, backing: str | None = None) -> None:
+    _sh(*VIRSH, "vol-create-as", "default", name, "8M", "--format", "qcow2",
+        *(("--backing-vol", backing, "--backing-vol-format", "qcow2") if backing else ()))
+
+
+@needs_host
+@pytest.mark.root
+def test_host_down_removes_what_vagrant_made_for_the_lab_and_nothing_else(lab, tmp_path):
+    """Between host.up and host.down: what `vagrant up` makes for the lab (the box's volume, a
+    VM's disk on it, the VM's domain), and what someone else makes: a domain, one with the
+    lab's prefix, a volume on another version of the lab's box volume, a file among the images.
+    host.down removes the first, and the others are found intact."""
+    before = _host_state()
+    h = hostmod.Host(lab)
+    foreign_file = IMAGES / "vagtest-foreign-file.img"
+    foreign_domains = ("vagtest-foreign", "vagtest_other")
+    foreign_volumes = [IMAGES / "vagtest-foreign.qcow2"]
+    cleaned = False
+    try:
+        h.prepare("qemu")
+        prefix = h.ledger.entries("box-volumes")[0]["name"]
+        box, used_box = f"{prefix}0_1_box.img", f"{prefix}0_2_box.img"
+        foreign_volumes.append(IMAGES / used_box)
+        _qcow2(box)
+        _qcow2("vagtest_routerVM.img", box)
+        _define("vagtest_routerVM", str(IMAGES / "vagtest_routerVM.img"), tmp_path)
+        for name in foreign_domains:
+            _define(name, None, tmp_path)
+        _qcow2(used_box)
+        _qcow2("vagtest-foreign.qcow2", used_box)
+        foreign_file.write_text("not the lab's\n")
+        removed = h.cleanup()
+        cleaned = True
+        assert {"domain vagtest_routerVM", "volume vagtest_routerVM.img", f"volume {box}",
+                f"volume {used_box}: used by volume vagtest-foreign.qcow2, left as it is"} <= set(removed)
+        assert "storage pool default: holds volumes that are not the lab's" in " ".join(removed)
+        assert not (IMAGES / box).exists() and not (IMAGES / "vagtest_routerVM.img").exists()
+        assert not Path("/etc/libvirt/qemu/vagtest_routerVM.xml").exists()
+        # libvirtd (ours) has stopped: the foreign things are found as files
+        for name in foreign_domains:
+            assert Path(f"/etc/libvirt/qemu/{name}.xml").exists(), name
+        assert (IMAGES / "vagtest-foreign.qcow2").exists() and (IMAGES / used_box).exists()
+        assert foreign_file.read_text() == "not the lab's\n"
+    finally:
+        if not cleaned:
+            with contextlib.suppress(Exception):
+                h.cleanup()
+        if subprocess.run([*VIRSH, "uri"], capture_output=True).returncode == 0:  # someone's libvirtd
+            for name in foreign_domains:
+                subprocess.run([*VIRSH, "undefine", name], capture_output=True)
+        for name in foreign_domains:
+            Path(f"/etc/libvirt/qemu/{name}.xml").unlink(missing_ok=True)
+        for f in (foreign_file, *foreign_volumes):
+            f.unlink(missing_ok=True)
+    assert _host_state() == before
+
+
 def _probe_upstream(h: hostmod.Host, lab: model.Lab) -> None:
     """A port on VLAN 214 (where routerVM's uplink goes) reaches the lab's Internet through
     OVS's userspace datapath, while the host's own stack is sealed off the port."""
@@ -135,6 +209,7 @@ class FakeHost:
         self.calls: list[list[str]] = []
         self.links: set[str] = set()
         self.networks: set[str] = set()
+        self.pools: set[str] = set()
         self.namespaces: set[str] = set()
         self.tables: dict[str, list[dict]] = {}  # nftables: "family name" -> its objects
         self.vanishing: set[str] = set()  # links a namespace's deletion takes before our delete
@@ -173,6 +248,12 @@ class FakeHost:
             self.links |= {argv[3], argv[argv.index("name") + 1]}
         elif argv[:3] == ["ip", "link", "del"]:
             self.links -= {argv[3]}
+        elif "pool-list" in argv:
+            out = "\n".join(self.pools)
+        elif "pool-create-as" in argv:
+            self.pools.add(argv[argv.index("pool-create-as") + 1])
+        elif "pool-destroy" in argv:
+            self.pools.discard(argv[-1])
         elif "net-list" in argv:
             out = "\n".join(self.networks)
         elif "net-create" in argv:
@@ -199,17 +280,22 @@ def stubbed(tmp_path, monkeypatch) -> tuple[hostmod.Host, FakeHost]:
     forwarding = (tmp_path / "ip_forward", tmp_path / "forwarding")
     for p in forwarding:
         p.write_text("0\n")
-    for module, name, value in (
-            (hostmod, "RUN", tmp_path / "run"), (hostmod, "KEEP", tmp_path / "keep"),
-            (hostmod.ovs, "OVS_RUN", tmp_path / "ovs"),
-            (hostmod.libvirt, "NET_AUTOSTART", tmp_path / "autostart"),
-            (hostmod.libvirt, "QEMU_LOGS", tmp_path / "logs"),
-            (hostmod.upstream, "FORWARDING", forwarding),
-            (hostmod.specs, "RUN_DIR", tmp_path / "serial")):
+    lv = hostmod.libvirt
+    for module, name, value in (  # no path of the host's: the records would name them
+            (state, "RUN", tmp_path / "run"), (state, "KEEP", tmp_path / "keep"),
+            (hostmod, "OVS_RUN", tmp_path / "ovs"),
+            (lv, "NET_AUTOSTART", tmp_path / "autostart"), (lv, "QEMU_LOGS", tmp_path / "logs"),
+            (lv, "NET_RUN", tmp_path / "netrun"), (lv, "DNSMASQ", tmp_path / "dnsmasq"),
+            (lv, "CAPS_CACHE", tmp_path / "caps"), (lv, "IMAGES", tmp_path / "images"),
+            (hostmod.upstream, "FORWARDING", forwarding)):
         monkeypatch.setattr(module, name, value)
     h = hostmod.Host(model.load(model.DEFAULT_LAB))
     fake = FakeHost(forwarding, h.facts.path)
     monkeypatch.setattr(subprocess, "run", fake)  # every command of the host, lab.host.run's included
+    # the simulated Internet's daemons are started with Popen, in the namespace of the lab's
+    # name: not here (a real lab of that name may be up)
+    monkeypatch.setattr(hostmod.upstream.internet, "provision",
+                        lambda node, lab: fake.calls.append(["provision"]))
     for cls, step in ((hostmod.libvirt.Libvirt, "qemu_conf"), (hostmod.ovs.Ovs, "start"),
                       (hostmod.libvirt.Libvirt, "start"), (hostmod.Host, "seal")):
         monkeypatch.setattr(cls, step, lambda self, *a, step=step: fake.calls.append([step]))
@@ -314,6 +400,10 @@ def _simulated(h: hostmod.Host, fake: FakeHost) -> None:
     h.run.mkdir(parents=True)
     fake.namespaces.add(h.upstreams.ns)
     fake.links.add(h.upstreams.port)
+    h.ledger.add("netns", h.upstreams.ns)
+    h.ledger.add("link", h.upstreams.port)
+    h.ledger.add("nft", f"netdev {h.seal_table.name}")
+    h.ledger.add("daemon", "libvirtd")  # started by host.up: its chains and tables are ours
 
 
 def test_cleanup_removes_the_upstream_port_before_its_namespace(stubbed):
@@ -363,6 +453,7 @@ def test_cleanup_removes_the_empty_iptables_tables_libvirt_made(stubbed):
     accept = {"chain": {"hook": "postrouting", "policy": "accept"}}
     fake.tables["ip filter"] = []  # the host's own, before us: stays, empty or not
     h.prepare("kvm", upstream="nat")
+    h.ledger.add("daemon", "libvirtd")  # as Libvirt.start records the libvirtd it starts
     assert json.loads(h.facts.path.read_text())["nft_tables"] == ["ip filter"]
     fake.tables |= {"ip nat": [accept], "ip6 nat": [accept], "ip mangle": [],  # libvirt's, emptied
                     "ip6 filter": [accept, {"rule": {}}],  # someone's rule: stays
@@ -371,3 +462,95 @@ def test_cleanup_removes_the_empty_iptables_tables_libvirt_made(stubbed):
     assert sorted(fake.tables) == ["ip filter", "ip6 filter", "ip6 mangle"]
     assert {r for r in removed if r.startswith("nft table ip")} == {
         "nft table ip nat (empty)", "nft table ip6 nat (empty)", "nft table ip mangle (empty)"}
+
+
+def test_chains_and_tables_of_a_libvirtd_not_ours_stay(stubbed):
+    """A libvirtd that ran before host.up keeps its chains and tables (other networks of its
+    may use them)."""
+    h, fake = stubbed
+    h.prepare("kvm", upstream="nat")  # Libvirt.start stubbed: libvirtd "already running"
+    fake.tables |= {"ip nat": [], "ip6 nat": []}
+    h.cleanup()
+    assert sorted(fake.tables) == ["ip nat", "ip6 nat"]
+    assert not any(c[0] in ("iptables", "ip6tables") and "-X" in c for c in fake.calls)
+
+
+# -- what host.down may remove: only what the records name ----------------------------------
+
+def _named(name: str, switch: str | None = None) -> model.Lab:
+    data = yaml.safe_load(model.DEFAULT_LAB.read_text())
+    data["name"] = name
+    if switch:
+        data["switch"]["name"] = switch
+    with tempfile.TemporaryDirectory() as d:
+        f = Path(d) / "lab.yaml"
+        f.write_text(yaml.safe_dump(data))
+        return model.load(f)
+
+
+def test_long_lab_names_get_distinct_host_names():
+    one, two = (hostmod.Host(_named(n)) for n in ("labnumberone", "labnumbertwo"))
+    for a, b in ((one.upstreams.port, two.upstreams.port), (one.upstreams.nat_port, two.upstreams.nat_port),
+                 (one.upstreams.nat_bridge, two.upstreams.nat_bridge),
+                 (one.libvirt.mgmt.bridge, two.libvirt.mgmt.bridge)):
+        assert a != b and len(a) <= 15 and len(b) <= 15
+    assert one.upstreams.port.startswith("up214-labn")
+    assert hostmod.Host(_named("vxlab")).upstreams.port == "up214-vxlab"  # short: as it was
+
+
+def test_host_down_of_another_lab_touches_nothing_of_this_one(stubbed):
+    h, fake = stubbed
+    h.prepare("kvm")
+    ours = set(fake.links)
+    other = hostmod.Host(_named("labnumbertwo", "dsw-two"))
+    with pytest.raises(RuntimeError, match="host side of lab vxlab is up here"):
+        other.prepare("kvm")
+    n = len(fake.calls)
+    assert other.cleanup() == []
+    deletes = [c for c in fake.calls[n:] if "del" in c or "delete" in c or "destroy" in c
+               or "undefine" in c or "vol-delete" in c]
+    assert deletes == [] and fake.links >= ours and ours and h.facts.path.exists()
+    h.cleanup()
+
+
+def test_a_name_of_the_lab_held_by_something_else_is_refused_and_left(stubbed):
+    h, fake = stubbed
+    fake.links.add(h.upstreams.port)  # made by someone else, before host.up
+    with pytest.raises(RuntimeError, match=f"link {h.upstreams.port} exists and is not lab vxlab's"):
+        h.prepare("kvm")
+    h.cleanup()
+    assert h.upstreams.port in fake.links
+    assert ["ip", "link", "del", h.upstreams.port] not in fake.calls
+
+
+def test_prepare_records_what_vagrant_up_will_make(stubbed):
+    h, fake = stubbed
+    h.prepare("kvm")
+    assert h.ledger.names("domain") == ["vxlab_routerVM", "vxlab_blueVM", "vxlab_greenVM"]
+    assert h.ledger.names("volume") == ["vxlab_routerVM.img", "vxlab_blueVM.img", "vxlab_greenVM.img"]
+    box = hostmod.libvirt.boxes.current()
+    prefix = f"vxlab-VAGRANTSLASH-bookworm-{box.key}_vagrant_box_image_" if box else "vxlab-VAGRANTSLASH-"
+    assert h.ledger.entries("box-volumes") == [{"kind": "box-volumes", "name": prefix, "before": []}]
+    assert h.ledger.names("pool") == ["default"] and "default" in fake.pools  # transient
+    assert any(c[-6:] == ["pool-create-as", "default", "dir", "--target",
+                          str(hostmod.libvirt.IMAGES), "--build"] for c in fake.calls)
+    assert {h.upstreams.port, h.upstreams.ns} <= {e["name"] for e in h.ledger.entries()}
+    h.cleanup()
+    assert "default" not in fake.pools and not h.ledger.path.exists()
+
+
+def test_the_state_dirs_are_private(stubbed, tmp_path):
+    h, fake = stubbed
+    h.prepare("kvm")
+    for d in (state.RUN, h.run, h.run / "serial", state.KEEP, h.keep):
+        assert d.stat().st_mode & 0o777 == 0o700, d
+    h.cleanup()
+    (tmp_path / "elsewhere").mkdir()
+    state.RUN.mkdir(mode=0o700)
+    h.run.symlink_to(tmp_path / "elsewhere")  # planted
+    with pytest.raises(RuntimeError, match="is a symlink"):
+        h.prepare("kvm")
+    h.run.unlink()
+    h.run.mkdir(mode=0o755)
+    with pytest.raises(RuntimeError, match="mode 0755"):
+        h.prepare("kvm")

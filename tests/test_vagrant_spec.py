@@ -127,3 +127,42 @@ def test_vagrant_validate(tmp_path):
                        timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "validated successfully" in r.stdout
+
+
+def test_management_addresses_are_fixed_and_sshd_is_told(lab):
+    s = spec.spec(lab, box=boxes.Box("k", Path("/nowhere")), driver="qemu")
+    assert [vm.mgmt_address for vm in s.vms] == ["192.168.121.11", "192.168.121.12", "192.168.121.13"]
+    assert len({vm.mgmt_mac for vm in s.vms}) == 3
+    for vm in s.vms:
+        assert f"vxlab.mgmt={vm.mgmt_address}" in vm.cmdline.split()
+    assert s.management.bridge == "vxm-vxlab"
+
+
+def test_the_labs_key_goes_on_the_command_line_once_host_up_made_it(lab, tmp_path, monkeypatch):
+    from lab.vagrant import access, state
+
+    monkeypatch.setattr(state, "KEEP", tmp_path / "keep")
+    monkeypatch.setattr(state, "RUN", tmp_path / "run")
+    s = spec.spec(lab, box=boxes.Box("k", Path("/nowhere")), driver="qemu")
+    assert s.ssh_key is None and "not made" in s.not_ready
+    assert not any("vxlab.sshkey" in vm.cmdline for vm in s.vms)
+    key = access.ensure_key(lab.name)
+    assert key.stat().st_mode & 0o777 == 0o600 and key.parent.stat().st_mode & 0o777 == 0o700
+    state.run_dir(lab.name, "serial")
+    s = spec.spec(lab, box=boxes.Box("k", Path("/nowhere")), driver="qemu")
+    b64 = key.with_suffix(".pub").read_text().split()[1]
+    assert s.ssh_key == str(key) and s.not_ready is None
+    assert all(f"vxlab.sshkey={b64}" in vm.cmdline.split() for vm in s.vms)
+    assert all(vm.serial_log.startswith(f"{tmp_path}/run/vxlab/serial/") for vm in s.vms)
+    (tmp_path / "run/vxlab/serial").chmod(0o755)  # not private any more: VMs are not made
+    assert "mode 0755" in spec.spec(lab, box=boxes.Box("k", Path("/x")), driver="qemu").not_ready
+
+
+def test_the_management_network_gives_each_vm_its_address(lab):
+    from lab.vagrant.host.libvirt import Libvirt
+
+    xml, bridge = Libvirt(lab, Path("/nowhere"), None, None, print).network_xml()["vxlab-mgmt"]
+    assert bridge == "vxm-vxlab" and "<bridge name=\"vxm-vxlab\" stp='off' delay='0'/>" in xml
+    for vm in spec.vms(lab):
+        assert f"<host mac='{vm.mgmt_mac}' name=\"{vm.name}\" ip='{vm.mgmt_address}'/>" in xml
+    assert "<range start='192.168.121.100' end='192.168.121.254'/>" in xml

@@ -6,24 +6,28 @@ passwordless sudo) or, once provisioning has let that user's key log in as root,
 directly: under QEMU emulation sudo is three quarters of a short command's cost, and the
 drills' reads compete with keepalived for the tenants' CPU. Files are uploaded over SFTP and
 moved into place as root, and services are the node's systemd units. The VMs have their own
-file systems, so a node's root is "".
+file systems, so a node's root is "". Each VM's host key is recorded at first contact and
+required afterwards (KnownHosts).
 """
 
 from __future__ import annotations
 
+import fcntl
 import io
+import os
 import shlex
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from fabric import Config, Connection
 from invoke.exceptions import CommandTimedOut
-from paramiko import SSHConfig
-from paramiko.ssh_exception import SSHException
+from paramiko import MissingHostKeyPolicy, PKey, SSHClient, SSHConfig
+from paramiko.hostkeys import HostKeys
+from paramiko.ssh_exception import BadHostKeyException, SSHException
 
 from lab.substrate.base import CommandError, Result
 from lab.substrate.systemd import SystemdServices
@@ -81,6 +85,47 @@ class SshEndpoint:
         return out
 
 
+class KnownHosts(MissingHostKeyPolicy):
+    """One machine's host key, in a known_hosts file of its own: recorded at first contact,
+    required afterwards (any other key is refused, as paramiko's RejectPolicy would). The file
+    names the machine (Vagrant's id of it): a machine made anew is a first contact again."""
+
+    def __init__(self, path: Path, machine: str | None) -> None:
+        self.path = path
+        self.header = f"# vxlab: host keys of machine {machine or 'unknown'}\n"
+        self._lock = threading.Lock()
+
+    def attach(self, client: SSHClient) -> None:
+        """Make `client` check the recorded key, and record the first one."""
+        self._forget_other_machine()
+        if self.path.exists():
+            client.get_host_keys().load(str(self.path))
+        client.set_missing_host_key_policy(self)
+
+    def _forget_other_machine(self) -> None:
+        try:
+            with open(self.path) as f:
+                if f.readline() != self.header:
+                    self.path.unlink()  # recorded for a machine since destroyed
+        except FileNotFoundError:
+            pass
+
+    def missing_host_key(self, client: SSHClient, hostname: str, key: PKey) -> None:
+        with self._lock, open(self.path.with_name(f".{self.path.name}.lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # another process may be at its first contact too
+            recorded = HostKeys()
+            if self.path.exists():
+                recorded.load(str(self.path))
+            keys = [k for name in recorded for k in recorded[name].values()]
+            if keys and all(k.asbytes() != key.asbytes() for k in keys):  # another key: refused
+                raise BadHostKeyException(hostname, key, keys[0])
+            lines = self.path.read_text().splitlines(keepends=True)[1:] if self.path.exists() else []
+            tmp = self.path.with_name(f".{self.path.name}.tmp")
+            tmp.write_text(self.header + "".join(lines) + f"{hostname} {key.get_name()} {key.get_base64()}\n")
+            os.replace(tmp, self.path)
+        client.get_host_keys().add(hostname, key.get_name(), key)
+
+
 class VagrantNode(SystemdServices):
     """One VM of the lab over SSH (Fabric): run as root, place and read files, systemd units."""
 
@@ -88,12 +133,14 @@ class VagrantNode(SystemdServices):
     root = ""  # the VM's own file system
 
     def __init__(self, name: str, endpoint: SshEndpoint, ssh_config: Path | str,
-                 connect_timeout: float = 30) -> None:
-        """`ssh_config` is a file holding the endpoint's stanza, for `ssh -F` (interactive)."""
+                 connect_timeout: float = 30, known_hosts: KnownHosts | None = None) -> None:
+        """`ssh_config` is a file holding the endpoint's stanza, for `ssh -F` (interactive);
+        `known_hosts`: the VM's host key (None: not checked)."""
         self.name = name
         self.endpoint = endpoint
         self.ssh_config = Path(ssh_config)
         self.connect_timeout = connect_timeout
+        self.known_hosts = known_hosts
         self.user = endpoint.user  # who we log in as
         self.sudo = endpoint.user != "root"  # how commands become root
         self._conn: Connection | None = None
@@ -112,11 +159,14 @@ class VagrantNode(SystemdServices):
         e = self.endpoint
         # No ~/.ssh/config, no agent, no user keys: only what Vagrant says, so a developer's
         # own ssh setup cannot change how the lab logs in.
-        return Connection(e.hostname, user=user, port=e.port,
+        conn = Connection(e.hostname, user=user, port=e.port,
                           config=Config(overrides={"load_ssh_configs": False}),
                           connect_timeout=int(self.connect_timeout),
                           connect_kwargs={"key_filename": list(e.identity_files), "look_for_keys": False,
                                           "allow_agent": False})
+        if self.known_hosts is not None:
+            self.known_hosts.attach(conn.client)
+        return conn
 
     def authorize_root(self) -> None:
         """Let the login user's keys log in as root too (idempotent; then `login_as_root`)."""
@@ -131,6 +181,9 @@ class VagrantNode(SystemdServices):
         conn = self._connect("root")
         try:
             conn.open()
+        except BadHostKeyException:
+            conn.close()
+            raise
         except SSHException:  # refused (paramiko may name a key it could not use instead)
             conn.close()
             return False
@@ -204,23 +257,45 @@ class VagrantNode(SystemdServices):
                 *(shlex.quote(a) for a in argv)]
 
 
-def nodes_from_ssh_config(text: str, ssh_config: Path | str) -> dict[str, VagrantNode]:
-    """A node per VM of a `vagrant ssh-config` text; writes the text to `ssh_config` for ssh -F."""
+def ssh_config_text(endpoints: dict[str, SshEndpoint], known_hosts: Callable[[str], Path]) -> str:
+    """`ssh -F` stanzas for the endpoints that check each VM's recorded host key."""
+    return "".join(
+        f"Host {alias}\n  HostName {e.hostname}\n  User {e.user}\n  Port {e.port}\n"
+        + "".join(f"  IdentityFile {shlex.quote(f)}\n" for f in e.identity_files)
+        + f"  IdentitiesOnly yes\n  PasswordAuthentication no\n"
+        f"  UserKnownHostsFile {shlex.quote(str(known_hosts(alias)))}\n  StrictHostKeyChecking yes\n"
+        "  LogLevel ERROR\n\n" for alias, e in endpoints.items())
+
+
+def nodes_from_ssh_config(text: str, ssh_config: Path | str,
+                          known_hosts: Callable[[str], KnownHosts] | None = None) -> dict[str, VagrantNode]:
+    """A node per VM of a `vagrant ssh-config` text; writes the text to `ssh_config` for ssh -F
+    (with `known_hosts`, host key -> its KnownHosts: stanzas that check the recorded keys)."""
     path = Path(ssh_config)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return {alias: VagrantNode(alias, e, path) for alias, e in SshEndpoint.parse(text).items()}
+    endpoints = SshEndpoint.parse(text)
+    known = {alias: known_hosts(alias) for alias in endpoints} if known_hosts else {}
+    path.write_text(ssh_config_text(endpoints, lambda a: known[a].path) if known else text)
+    return {alias: VagrantNode(alias, e, path, known_hosts=known.get(alias))
+            for alias, e in endpoints.items()}
 
 
-def nodes_from_vagrant(root: Path | str, names: Sequence[str],
-                       ssh_config: Path | str) -> dict[str, VagrantNode]:
-    """Nodes of the running VMs `names` of the Vagrant project in `root` (python-vagrant)."""
+def nodes_from_vagrant(root: Path | str, names: Sequence[str], ssh_config: Path | str,
+                       known_hosts: Callable[[str], Path] | None = None) -> dict[str, VagrantNode]:
+    """Nodes of the running VMs `names` of the Vagrant project in `root` (python-vagrant);
+    `known_hosts`: where each VM's host key is recorded (None: not checked)."""
     import vagrant  # python-vagrant: only needed where Vagrant runs
 
     v = vagrant.Vagrant(root=str(root), quiet_stdout=True, quiet_stderr=True)
     # One `vagrant ssh-config` for all VMs: each call costs about 1.5 s of Vagrant start-up.
     text = v.ssh_config() if len(names) != 1 else v.ssh_config(vm_name=names[0])
-    nodes = nodes_from_ssh_config(text, ssh_config)
+
+    def known(alias: str) -> KnownHosts:
+        assert known_hosts is not None
+        machine = Path(root, ".vagrant/machines", alias, "libvirt/id")  # Vagrant's id of the VM
+        return KnownHosts(known_hosts(alias), machine.read_text().strip() if machine.exists() else None)
+
+    nodes = nodes_from_ssh_config(text, ssh_config, known if known_hosts else None)
     missing = [n for n in names if n not in nodes]
     if missing:
         raise RuntimeError(f"vagrant ssh-config has no entry for {', '.join(missing)}: is it up?")

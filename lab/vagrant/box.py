@@ -10,7 +10,6 @@ of its recipe: the same recipe is never built twice, a changed one is built anew
 from __future__ import annotations
 
 import contextlib
-import glob
 import json
 import os
 import shutil
@@ -27,8 +26,6 @@ from lab.host.run import run_to_end
 
 CACHE = Path("/var/cache/vxlab/boxes")
 SOURCES = Path("/etc/apt/sources.list.d/debian.sources")
-# Vagrant's well-known public key: the box is a throwaway lab VM on an isolated network.
-INSECURE_KEY = "/usr/share/rubygems-integration/all/gems/vagrant-*/keys/vagrant.pub"
 IMAGES_DIR = "/var/lib/vxlab/images"  # where the VMs find the lab's container image
 IMAGE_CACHE = container_image.CACHE
 DISK_GB = 8  # sparse: LXD's btrfs pool file and containers live on it
@@ -94,6 +91,68 @@ for arg in $(cat /proc/cmdline); do
   esac
 done
 """
+# No key, no password, no host key in the box: at every boot this takes the lab's public key
+# and the VM's management address from the kernel command line (lab/vagrant/spec.py), lets
+# that key in for vagrant and root, and makes sshd listen on that address only; the VM makes
+# its own host key at its first boot. Without them nobody logs in.
+ACCESS = r"""#!/bin/sh
+# vxlab: vxlab.sshkey=BASE64 (the lab's ed25519 public key) and vxlab.mgmt=ADDRESS (sshd's)
+set -euf
+key= addr=
+for arg in $(cat /proc/cmdline); do
+  case "$arg" in
+    vxlab.sshkey=*) key=${arg#vxlab.sshkey=} ;;
+    vxlab.mgmt=*) addr=${arg#vxlab.mgmt=} ;;
+  esac
+done
+no() { echo "vxlab-access: no valid $1 on the kernel command line" >&2; exit 1; }
+case "$key" in ""|*[!A-Za-z0-9+/=]*) no vxlab.sshkey=BASE64 ;; esac
+case "$addr" in ""|*[!0-9.]*) no vxlab.mgmt=ADDRESS ;; esac
+[ -s /etc/ssh/ssh_host_ed25519_key ] || ssh-keygen -q -t ed25519 -N "" -f /etc/ssh/ssh_host_ed25519_key
+for user in root vagrant; do
+  ssh="$(getent passwd "$user" | cut -d: -f6)/.ssh"
+  install -d -m 700 -o "$user" -g "$user" "$ssh"
+  printf 'ssh-ed25519 %s vxlab\n' "$key" > "$ssh/.authorized_keys.new"
+  chown "$user:$user" "$ssh/.authorized_keys.new" && chmod 600 "$ssh/.authorized_keys.new"
+  mv -f "$ssh/.authorized_keys.new" "$ssh/authorized_keys"
+done
+printf 'ListenAddress %s\n' "$addr" > /etc/ssh/sshd_config.d/vxlab-listen.conf
+"""
+ACCESS_UNIT = """\
+[Unit]
+Description=vxlab: the lab's SSH key and sshd's address, from the kernel command line
+After=local-fs.target
+Before=ssh.service
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/usr/local/sbin/vxlab-access
+
+[Install]
+RequiredBy=ssh.service
+"""
+SSHD_CONFIG = """\
+# vxlab: the lab's key only (vxlab-access), on the management address only (vxlab-listen.conf)
+UseDNS no
+AuthenticationMethods publickey
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitRootLogin prohibit-password
+HostKey /etc/ssh/ssh_host_ed25519_key
+"""
+# The management address comes by DHCP: sshd waits for it, and tries again rather than give up
+# (Debian's unit gives up on exit 255, "Cannot bind any address").
+SSH_UNIT = """\
+[Unit]
+After=vxlab-access.service systemd-networkd-wait-online.service
+Wants=systemd-networkd-wait-online.service
+StartLimitIntervalSec=0
+
+[Service]
+RestartPreventExitStatus=
+RestartSec=2
+"""
 FILES: dict[str, tuple[str, int]] = {
     "/etc/hostname": ("vxlab-box\n", 0o644),
     "/etc/hosts": ("127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n", 0o644),
@@ -104,7 +163,10 @@ FILES: dict[str, tuple[str, int]] = {
     "/etc/systemd/networkd.conf.d/vxlab.conf": (NETWORKD_CONF, 0o644),
     "/etc/systemd/system-generators/vxlab-ifnames": (IFNAMES_GENERATOR, 0o755),
     "/etc/sudoers.d/vagrant": ("vagrant ALL=(ALL) NOPASSWD:ALL\n", 0o440),
-    "/etc/ssh/sshd_config.d/vagrant.conf": ("UseDNS no\n", 0o644),
+    "/etc/ssh/sshd_config.d/vxlab.conf": (SSHD_CONFIG, 0o644),
+    "/usr/local/sbin/vxlab-access": (ACCESS, 0o755),
+    "/etc/systemd/system/vxlab-access.service": (ACCESS_UNIT, 0o644),
+    "/etc/systemd/system/ssh.service.d/vxlab.conf": (SSH_UNIT, 0o644),
     # a unit that hangs must not hold up a boot under emulation for 90 s
     "/etc/systemd/system.conf.d/vxlab-timeouts.conf": ("[Manager]\nDefaultTimeoutStartSec=30s\n", 0o644),
     # LXD and its containers yield to keepalived: under emulation LXD's requests took a third
@@ -114,9 +176,10 @@ FILES: dict[str, tuple[str, int]] = {
 # Run in the new system (mmdebstrap customize hooks; "$1" is its root).
 HOOKS = (
     'chroot "$1" useradd -m -s /bin/bash -G sudo,lxd vagrant',
-    'echo vagrant:vagrant | chroot "$1" chpasswd',
-    'chmod 700 "$1/home/vagrant/.ssh" && chmod 600 "$1/home/vagrant/.ssh/authorized_keys"'
-    ' && chroot "$1" chown -R vagrant:vagrant /home/vagrant',
+    # no password logs in anyone, anywhere (the console included): keys only (ACCESS)
+    'chroot "$1" usermod -p "*" vagrant && chroot "$1" usermod -p "*" root',
+    'rm -f "$1"/etc/ssh/ssh_host_*',  # each VM makes its own at its first boot
+    'chroot "$1" systemctl enable vxlab-access.service',
     # LXD's unprivileged containers need root's subordinate ids
     'echo root:1000000:1000000000 >> "$1/etc/subuid" && echo root:1000000:1000000000 >> "$1/etc/subgid"',
     'chroot "$1" systemctl enable systemd-networkd.service',
@@ -248,13 +311,6 @@ class _Builder:
             dest.parent.mkdir(parents=True, exist_ok=True)
             dest.write_text(text)
             dest.chmod(mode)
-        keys = glob.glob(INSECURE_KEY)
-        if not keys:
-            raise RuntimeError(f"Vagrant's insecure public key not found ({INSECURE_KEY}): "
-                               "install the vagrant package")
-        ssh = overlay / "home/vagrant/.ssh"
-        ssh.mkdir(parents=True)
-        shutil.copyfile(keys[0], ssh / "authorized_keys")  # modes and owner: HOOKS
         return overlay
 
     def _mmdebstrap(self) -> None:

@@ -23,6 +23,7 @@ from lab.roles import Target
 from lab.substrate.base import Node, Progress
 from lab.substrate.vagrant import VagrantNode, nodes_from_vagrant
 from lab.topology import INTERNET
+from lab.vagrant import access, state
 from lab.vagrant import host as hosts
 from lab.vagrant import spec as specs
 from lab.vagrant.lxd import ClientCert, TenantVmLxd
@@ -38,8 +39,9 @@ class VagrantVms:
 
     def __init__(self, lab: model.Lab, root: Path = ROOT) -> None:
         self.root = root
+        self.lab_name = lab.name
         self.names = [lab.router.vm, *(t.vm for t in lab.tenants.values())]
-        self.ssh_config = hosts.RUN / lab.name / "ssh-config"
+        self.ssh_config = state.RUN / lab.name / "ssh-config"
         self._nodes: dict[str, VagrantNode] | None = None
         self._lock = threading.Lock()  # two `vagrant ssh-config` at once: one fails (machine lock)
 
@@ -69,7 +71,10 @@ class VagrantVms:
     def nodes(self) -> dict[str, VagrantNode]:
         with self._lock:
             if self._nodes is None:
-                nodes = nodes_from_vagrant(self.root, self.names, self.ssh_config)
+                state.run_dir(self.lab_name)
+                state.keep_dir(self.lab_name, "ssh")  # the VMs' host keys, recorded at first contact
+                nodes = nodes_from_vagrant(self.root, self.names, self.ssh_config,
+                                           lambda vm: access.known_hosts(self.lab_name, vm))
                 parallel(VagrantNode.login_as_root, nodes.values())  # where provisioning allowed it
                 self._nodes = nodes
             return self._nodes
@@ -89,7 +94,7 @@ class VagrantLab:
         self.deployment = Deployment.of(lab, "vagrant", "lxd", emulated=self.libvirt_driver == "qemu")
         self.vms = VagrantVms(lab, root)
         self.host = hosts.Host(lab)
-        self.cert = ClientCert(hosts.KEEP / lab.name)  # goes with `invoke host.down`
+        self.cert = ClientCert(lab.name)  # goes with `invoke host.down`
         self._lxd: dict[str, TenantVmLxd] = {}
 
     @property
@@ -127,7 +132,7 @@ class VagrantLab:
     # -- the lifecycle's steps ----------------------------------------------------------------
 
     def lock(self) -> contextlib.AbstractContextManager[None]:
-        return exclusive(hosts.RUN / self.lab.name / "provision.lock",
+        return exclusive(state.run_dir(self.lab.name) / "provision.lock",
                          f"provisioning of lab {self.lab.name!r}")
 
     def machines(self, progress: Progress) -> None:

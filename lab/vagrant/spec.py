@@ -16,13 +16,14 @@ from ipaddress import IPv4Interface, IPv4Network
 from pathlib import Path
 
 from lab import model
+from lab.host.names import ifname
 from lab.topology import Link, Topology
+from lab.vagrant import access, kvm, state
 from lab.vagrant import box as boxes
-from lab.vagrant import kvm
 
 # Vagrant's own host-only network (SSH from the host): isolated, no NAT, no route to the lab.
 MGMT_SUBNET = IPv4Network("192.168.121.0/24")
-RUN_DIR = Path("/var/tmp/vxlab-vagrant")  # serial logs of the VMs: outside the repository
+MGMT_FIRST_VM = 10  # the VMs' fixed management addresses: .10 + their number (sshd listens there)
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,8 @@ class Vm:
     nics: tuple[Nic, ...]
     cmdline: str  # direct kernel boot
     serial_log: str
+    mgmt_mac: str  # its management NIC: a fixed MAC, so that DHCP gives it a fixed address
+    mgmt_address: str
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,7 @@ class Network:
 class Management:
     name: str
     subnet: str  # the host holds .1 (Vagrant's SSH), VMs get leases; nothing is forwarded
+    bridge: str  # on the host (named by us: libvirt's files for it carry its name)
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,9 @@ class Spec:
     switch: Network
     upstream_vlan: int
     domain_prefix: str  # libvirt domains are PREFIX + VM name
+    ssh_key: str | None  # the lab's private key (host.up makes it)
+    serial_dir: str
+    not_ready: str | None  # why `vagrant up` cannot make the VMs yet (None: it can)
     vms: tuple[Vm, ...] = field(default=())
 
     def to_json(self) -> str:
@@ -96,30 +103,66 @@ def switch_network(lab: model.Lab) -> Network:
 
 
 def management(lab: model.Lab) -> Management:
-    return Management(f"{lab.name}-mgmt", str(MGMT_SUBNET))
+    return Management(f"{lab.name}-mgmt", str(MGMT_SUBNET), ifname(f"vxm-{lab.name}"))
 
 
 def domain_prefix(lab: model.Lab) -> str:
     return f"{lab.name}_"
 
 
+def domains(lab: model.Lab) -> list[str]:
+    """The libvirt domains `vagrant up` makes for the lab's VMs (vagrant-libvirt's names)."""
+    return [f"{domain_prefix(lab)}{vm}" for vm in (lab.router.vm, *(t.vm for t in lab.tenants.values()))]
+
+
 def mgmt_host_address(lab: model.Lab) -> IPv4Interface:
     return IPv4Interface(f"{next(MGMT_SUBNET.hosts())}/{MGMT_SUBNET.prefixlen}")
 
 
-def vms(lab: model.Lab, run_dir: Path = RUN_DIR) -> tuple[Vm, ...]:
+def mgmt_mac(index: int) -> str:
+    return f"52:54:00:ff:{index >> 8:02x}:{index & 0xff:02x}"
+
+
+def mgmt_address(index: int) -> str:
+    return str(MGMT_SUBNET.network_address + MGMT_FIRST_VM + index)
+
+
+def serial_dir(lab: model.Lab) -> Path:
+    """The VMs' serial logs (QEMU writes them as root): a private dir of the lab's, made by host.up."""
+    return state.RUN / lab.name / "serial"
+
+
+def vms(lab: model.Lab) -> tuple[Vm, ...]:
     net = switch_network(lab)
     resources = {lab.router.vm: lab.router.resources, **{t.vm: t.resources for t in lab.tenants.values()}}
+    key = access.public_key(lab.name)
     out = []
     for i, lk in enumerate(Topology(lab).vm_links(), start=1):
         name, res = lk.node, resources[lk.node]
         n = Nic(lk.nic, mac(lab, i), net.name, portgroup(lk), lk.vlans, lk.mtu)
         # systemd.hostname: Vagrant's hostname capability costs ~20 s per VM under TCG.
-        # vxlab.ifname: the box names the NIC by MAC (lab/vagrant/box.py).
+        # vxlab.ifname: the box names the NIC by MAC; vxlab.mgmt: sshd listens there only;
+        # vxlab.sshkey: the lab's public key, the only one let in (lab/vagrant/box.py).
         cmdline = (f"root=/dev/vda rw console=ttyS0 net.ifnames=0 quiet systemd.hostname={name} "
-                   f"vxlab.ifname={n.name}:{n.mac}")
-        out.append(Vm(name, res.memory, res.cpus, (n,), cmdline, str(run_dir / f"serial-{name}.log")))
+                   f"vxlab.ifname={n.name}:{n.mac} vxlab.mgmt={mgmt_address(i)}"
+                   + (f" vxlab.sshkey={key}" if key else ""))
+        out.append(Vm(name, res.memory, res.cpus, (n,), cmdline, str(serial_dir(lab) / f"serial-{name}.log"),
+                      mgmt_mac(i), mgmt_address(i)))
     return tuple(out)
+
+
+def not_ready(lab: model.Lab) -> str | None:
+    """Why `vagrant up` cannot make the lab's VMs yet: what host.up makes is missing or wrong."""
+    if access.public_key(lab.name) is None:
+        return f"the lab's SSH key ({access.key_path(lab.name)}) is not made"
+    d = serial_dir(lab)
+    if not (d.exists() or d.is_symlink()):
+        return f"the directory of the VMs' serial logs ({d}) is not made"
+    try:
+        state.private_dir(d)  # exists: only checked
+    except RuntimeError as e:
+        return str(e)
+    return None
 
 
 def box_info(box: boxes.Box | None) -> dict:
@@ -143,6 +186,9 @@ def spec(lab: model.Lab, box: boxes.Box | None = None, driver: str | None = None
         switch=switch_network(lab),
         upstream_vlan=lab.router.uplink.vlan,
         domain_prefix=domain_prefix(lab),
+        ssh_key=str(access.key_path(lab.name)) if access.public_key(lab.name) else None,
+        serial_dir=str(serial_dir(lab)),
+        not_ready=not_ready(lab),
         vms=vms(lab),
     )
 
@@ -160,7 +206,11 @@ def main(argv: list[str]) -> int:
     except model.LabError as e:
         print(f"invalid lab description:\n{e}", file=sys.stderr)
         return 2
-    print(spec(lab).to_json())
+    try:
+        print(spec(lab).to_json())
+    except RuntimeError as e:  # e.g. the lab's state on the host is not what host.up made
+        print(f"vxlab: {e}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -11,22 +11,29 @@ refuses to run (fails) if that project already has VMs, rather than destroy some
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import subprocess
 import time
 from pathlib import Path
 
+import paramiko
 import pytest
 from conftest import needs_root
 
 from lab import model
-from lab.vagrant import host as hosts
+from lab.vagrant import spec, state
 from lab.vagrant.lab import ROOT, VagrantLab
 
 pytestmark = [needs_root("vagrant", "virsh", "libvirtd", "ovs-vsctl", "qemu-system-x86_64"),
               pytest.mark.e2e]
 
 BUDGET = 30 * 60
+VIRSH = ("virsh", "-q", "-c", "qemu:///system")
+IMAGES = Path("/var/lib/libvirt/images")
+FOREIGN = {"domain": "vxforeign", "volume": "vxforeign.qcow2", "file": "vxforeign-file.img"}
+INSECURE_KEY = Path.home() / ".vagrant.d/insecure_private_key"  # Vagrant's, the same everywhere
 DAEMONS = {"libvirtd", "virtlogd", "virtlockd", "ovsdb-server", "ovs-vswitchd", "dnsmasq",
            "qemu-system-x86"}
 INVOKE = str(ROOT / ".venv/bin/invoke")
@@ -71,9 +78,87 @@ def host_footprint() -> dict:
                        Path("/proc/sys/net/ipv6/conf/all/forwarding").read_text()),
         # Files, not directories: Vagrant keeps empty .vagrant/machines/<vm>/<provider>/ after
         # a destroy (its state lives in files there: an id, keys, ...).
-        "files": sorted(str(f) for p in (hosts.RUN, hosts.KEEP, ROOT / ".vagrant/machines")
+        "files": sorted(str(f) for p in (state.RUN, state.KEEP, ROOT / ".vagrant/machines")
                         for f in p.rglob("*") if f.is_file()),
+        # libvirt's own dirs, as libvirtd (started by host.up) leaves them; /etc's contents too
+        "libvirt": sorted((str(f), hashlib.sha256(f.read_bytes()).hexdigest()
+                           if f.is_file() and f.is_relative_to("/etc") else "")
+                          for p in map(Path, ("/etc/libvirt", "/var/lib/libvirt", "/var/log/libvirt",
+                                              "/var/cache/libvirt", "/run/libvirt"))
+                          for f in p.rglob("*")),
     }
+
+
+def make_foreign() -> None:
+    """What someone else makes with libvirt while the lab is up: a domain (defined), a volume
+    in the pool the lab's VMs use, a file among the images."""
+    xml = Path(state.RUN) / "vxforeign.xml"
+    xml.write_text(f"<domain type='qemu'><name>{FOREIGN['domain']}</name><memory unit='MiB'>64</memory>"
+                   "<os><type arch='x86_64'>hvm</type></os></domain>")
+    for argv in (("define", str(xml)),
+                 ("vol-create-as", "default", FOREIGN["volume"], "1M", "--format", "qcow2")):
+        subprocess.run([*VIRSH, *argv], check=True, capture_output=True)
+    xml.unlink()
+    (IMAGES / FOREIGN["file"]).write_text("not the lab's\n")
+
+
+def foreign_found() -> dict[str, bool]:
+    """Whether each foreign thing is still there (as files: host.down stopped libvirtd)."""
+    return {"domain": Path(f"/etc/libvirt/qemu/{FOREIGN['domain']}.xml").exists(),
+            "volume": (IMAGES / FOREIGN["volume"]).exists(),
+            "file": (IMAGES / FOREIGN["file"]).exists() and
+            (IMAGES / FOREIGN["file"]).read_text() == "not the lab's\n"}
+
+
+def remove_foreign() -> None:
+    if subprocess.run([*VIRSH, "uri"], capture_output=True).returncode == 0:  # a libvirtd runs
+        subprocess.run([*VIRSH, "undefine", FOREIGN["domain"]], capture_output=True)
+    Path(f"/etc/libvirt/qemu/{FOREIGN['domain']}.xml").unlink(missing_ok=True)
+    for name in ("volume", "file"):
+        (IMAGES / FOREIGN[name]).unlink(missing_ok=True)
+
+
+def trust(vlab: VagrantLab) -> list[str]:
+    """What each VM lets in and where it listens (asserted); the listeners, for the record."""
+    lines = []
+    addresses = {vm.name: vm.mgmt_address for vm in spec.vms(vlab.lab)}
+    for name, address in addresses.items():
+        node = vlab.node(name)
+        listening = node.run(["ss", "-Htlnp"]).out.splitlines()
+        sshd = sorted({ln.split()[3] for ln in listening if '"sshd"' in ln})
+        assert sshd == [f"{address}:22"], (name, sshd)  # the management address only
+        config = node.run(["sshd", "-T"]).out.splitlines()
+        for line in ("passwordauthentication no", "kbdinteractiveauthentication no",
+                     "permitrootlogin without-password"):
+            assert line in config, (name, line)
+        for how in ({"key_filename": str(INSECURE_KEY)}, {"password": "vagrant"}):
+            client = paramiko.SSHClient()
+            client.set_missing_host_key_policy(paramiko.AutoAddPolicy())  # throwaway: kept nowhere
+            with pytest.raises(paramiko.SSHException):  # refused: Vagrant's key, its password
+                client.connect(address, username="vagrant", look_for_keys=False, allow_agent=False,
+                               timeout=30, **how)
+            client.close()
+        known = state.KEEP / vlab.lab.name / "ssh" / f"known_hosts-{name}"
+        assert known.read_text().count(" ssh-ed25519 ") == 1  # recorded at first contact
+        lines.append(f"{name} listens: {listeners(node)}")
+    for name, tenant in vlab.lab.tenants.items():
+        vm = vlab.node(tenant.vm)
+        certs = json.loads(vm.run(["lxc", "query", "/1.0/certificates?recursion=1"]).out)
+        assert [(c["restricted"], c["projects"]) for c in certs] == [(True, ["default"])], certs
+        assert state.KEEP.joinpath(vlab.lab.name, "lxd", f"server-{tenant.vm}.crt").exists()
+        for container in vlab.lab.containers_of(name):
+            lines.append(f"{container} listens: {listeners(vlab.node(container))}")
+    return lines
+
+
+def listeners(node) -> str:
+    """Its sockets that listen or wait for datagrams: protocol, address:port, program."""
+    out = set()
+    for line in node.run(["ss", "-Htulpn"]).out.splitlines():
+        f = line.split()
+        program = f[6].split('"')[1] if len(f) > 6 and '"' in f[6] else "?"
+        out.add(f"{f[0]} {f[4]} {program}")
+    return ", ".join(sorted(out))
 
 
 def teardown() -> list[str]:
@@ -100,6 +185,7 @@ def test_vagrant_lab_end_to_end(capsys):
     try:
         times["box.build"] = run(INVOKE, "box.build", timeout=900)
         times["host.up"] = run(INVOKE, "host.up", timeout=300)
+        make_foreign()
         times["vagrant up"] = run("vagrant", "up", timeout=1200)
         times["provision"] = run(INVOKE, "provision", timeout=1500)
         # fresh VMs: the provisioning's own check of each node's links, addresses and routes
@@ -107,6 +193,7 @@ def test_vagrant_lab_end_to_end(capsys):
         repaired = [ln for ln in OUTPUT["invoke provision"].splitlines() if "repaired:" in ln]
         RECORD.extend(repaired)
         assert not repaired, repaired
+        RECORD.extend(trust(VagrantLab(model.load())))
         times["test.connectivity"] = run(INVOKE, "test.connectivity", "--wait", "120", timeout=900,
                                          show=1)
         times["failover.green"] = run(INVOKE, "failover.green", timeout=900, show=40)
@@ -126,10 +213,13 @@ def test_vagrant_lab_end_to_end(capsys):
         t = time.monotonic()
         teardown_failed = teardown()
         times["destroy + host.down"] = time.monotonic() - t
+        found = foreign_found()
+        remove_foreign()
         total = time.monotonic() - started
         with capsys.disabled():
             print("\n".join(["", *RECORD, *(f"{k:22} {v:6.0f} s" for k, v in times.items()),
                              f"{'total':22} {total:6.0f} s"]), flush=True)
     assert not teardown_failed, f"{', '.join(teardown_failed)} failed (see the record above)"
+    assert found == {"domain": True, "volume": True, "file": True}  # host.down left them
     assert host_footprint() == before
     assert total < BUDGET, f"took {total:.0f} s, more than {BUDGET} s"

@@ -1,11 +1,14 @@
 """The host's side of the Vagrant lab: L2 plumbing only, and its exact undo.
 
 `prepare()` makes, idempotently: the host's Open vSwitch (ovs.py) with the seed's switch
-`dsw-host`; libvirtd and its helpers, and the libvirt networks the Vagrantfile names: an
-isolated management network for Vagrant's SSH, and `dsw-host` with a portgroup per VLAN set
-(libvirt.py); the upstream on VLAN 214 of dsw-host, one of UPSTREAMS (upstream.py); then the
-seal (seal.py). `cleanup()` removes all of it, restores every file it changed (undo.py), and
-touches nothing else.
+`dsw-host`; libvirtd and its helpers, the libvirt networks the Vagrantfile names (an isolated
+management network for Vagrant's SSH, and `dsw-host` with a portgroup per VLAN set) and the
+storage pool vagrant-libvirt uses (libvirt.py); the upstream on VLAN 214 of dsw-host, one of
+UPSTREAMS (upstream.py); then the seal (seal.py); and the lab's SSH key (lab.vagrant.access).
+Each thing is recorded by name in the lab's Ledger before it is made (undo.py), with what
+`vagrant up` will make for the lab (its domains, their disks, the box's volume); `cleanup()`
+removes what the Ledger names, restores every file it changed, and touches nothing else.
+One lab's host side at a time: two would share Open vSwitch's socket and the management subnet.
 
 Sealed with `simulated`: no lab address on the host (its only address is the management
 network's .1, which Vagrant's SSH needs; that network forwards nothing), no forwarding, no
@@ -19,23 +22,22 @@ from __future__ import annotations
 import contextlib
 import shutil
 from collections.abc import Callable
-from pathlib import Path
 
 from lab import model
 from lab.substrate.netns import NetnsNode, link_exists
+from lab.vagrant import access, state
 from lab.vagrant import spec as specs
 from lab.vagrant.host import libvirt
 from lab.vagrant.host.libvirt import VIRSH, Libvirt
-from lab.vagrant.host.ovs import Ovs
+from lab.vagrant.host.ovs import OVS_RUN, Ovs
 from lab.vagrant.host.seal import SealTable
-from lab.vagrant.host.undo import Backups, Facts, Footprint
-from lab.vagrant.host.upstream import Upstreams, del_links
+from lab.vagrant.host.undo import Backups, Facts, Ledger, add_path, remove_paths
+from lab.vagrant.host.upstream import Upstreams
 
-__all__ = ["KEEP", "RUN", "UPSTREAMS", "VIRSH", "Host", "cleanup", "prepare"]
+__all__ = ["UPSTREAMS", "VIRSH", "Host", "cleanup", "prepare"]
 
-RUN = Path("/run/vxlab-host")  # pid files, OVS database, logs: gone with the host's boot
-KEEP = Path("/var/lib/vxlab-host")  # backups of the files we change: they outlive a reboot
 UPSTREAMS = ("simulated", "nat")
+LIBVIRT_OBJECTS = ("domain", "volume", "box-volumes", "pool", "network")
 Progress = Callable[[str], None]
 
 
@@ -49,17 +51,17 @@ class Host:
     def __init__(self, lab: model.Lab, progress: Progress = _quiet) -> None:
         self.lab = lab
         self.say = progress
-        self.run = RUN / lab.name
-        keep = KEEP / lab.name
-        self.backups = Backups(keep / "backup")
-        self.facts = Facts(keep / "facts.json")  # what the host was like before us
-        self.footprint = Footprint(keep / "libvirt")
+        self.run = state.RUN / lab.name  # pid files, OVS database, serial logs
+        self.keep = state.KEEP / lab.name
+        self.backups = Backups(self.keep / "backup")
+        self.facts = Facts(self.keep / "facts.json")  # what the host was like before us
+        self.ledger = Ledger(self.keep / "ledger.json")  # what we made, by name
         self.switch = specs.switch_network(lab)
         say = self._say
         self.ovs = Ovs(self.run, self.switch.bridge, self.switch.mtu)
-        self.libvirt = Libvirt(lab, self.run, self.backups, say)
-        self.upstreams = Upstreams(lab, self.run, self.ovs, self.libvirt, say)
-        self.seal_table = SealTable(f"vxlab_host_{lab.name}", self.ovs)
+        self.libvirt = Libvirt(lab, self.run, self.backups, self.ledger, say)
+        self.upstreams = Upstreams(lab, self.run, self.ovs, self.libvirt, self.ledger, say)
+        self.seal_table = SealTable(f"vxlab_host_{lab.name}", self.ovs, self.ledger)
 
     def _say(self, text: str) -> None:
         self.say(text)  # the parts' progress: through self.say as it is when they speak
@@ -72,10 +74,7 @@ class Host:
         """Once, before we change anything: what exists already and must stay."""
         if self.facts.recorded():
             return
-        facts = {"chains": libvirt.chains(), "nft_tables": libvirt.nft_tables(),
-                 "ovs_run_existed": self.ovs.run_dir_exists(),
-                 "storage_pools": self.libvirt.pools() if self.libvirt.up() else None,
-                 "upstream": upstream}
+        facts = {"chains": libvirt.chains(), "nft_tables": libvirt.nft_tables(), "upstream": upstream}
         if upstream == "nat":  # before libvirt turns them on
             facts["forwarding"] = self.upstreams.forwarding()
         self.facts.record(facts)
@@ -90,17 +89,23 @@ class Host:
         if made not in (None, upstream):
             raise RuntimeError(f"this host has the {made} upstream: `invoke host.down` before "
                                f"switching to {upstream}")
-        self.run.mkdir(parents=True, exist_ok=True)
+        others = self.others()
+        if others:
+            raise RuntimeError(f"the host side of lab {', '.join(others)} is up here: one Vagrant "
+                               "lab at a time (they would share Open vSwitch's socket and the "
+                               "management subnet); `invoke host.down` with its lab file first")
+        state.run_dir(self.lab.name, "serial")  # private (0700): QEMU writes the serial logs as root
+        state.keep_dir(self.lab.name)
         self._record_facts(upstream)
-        if not self.libvirt.up():  # we shall start libvirtd: everything it writes is ours
-            self.footprint.record()
+        access.ensure_key(self.lab.name)
         self.libvirt.qemu_conf(driver)
         self.libvirt.no_autostart()
+        add_path(self.ledger, OVS_RUN, tree=True)  # its sockets, if ours make it
         self.ovs.start()
         self.libvirt.start()
-        if self.facts.load().get("storage_pools") is None:  # libvirt was not up when facts were taken
-            self.facts.add(storage_pools=self.libvirt.pools())
         self.libvirt.networks(self.libvirt.network_xml())
+        self.libvirt.pool()
+        self.libvirt.expect_vms()
         if upstream == "nat":
             self.upstreams.nat()
         else:
@@ -109,6 +114,13 @@ class Host:
         where = self.upstreams.nat_net if upstream == "nat" else self.upstreams.ns
         self.say(f"host ready: OVS bridge {self.switch.bridge}, libvirt networks "
                  f"{self.libvirt.mgmt.name} and {self.switch.name}, {upstream} upstream {where}")
+
+    def others(self) -> list[str]:
+        """The other labs whose host side is up here (by their records)."""
+        if not state.KEEP.is_dir():
+            return []
+        return sorted(d.name for d in state.KEEP.iterdir()
+                      if d.name != self.lab.name and (d / "facts.json").exists())
 
     def seal(self) -> list[str]:
         """Seal the switch's ports off the host's stack (seal.py); the ports sealed. Run it
@@ -124,14 +136,17 @@ class Host:
     # -- cleanup --------------------------------------------------------------------------
 
     def cleanup(self) -> list[str]:
-        """Undo prepare() (and what `vagrant up` left in libvirt): everything, also after an
-        interrupted prepare or up. Returns what was removed. A step that fails does not stop
-        the later ones (each is independent of the others' success); the failures are raised
-        together at the end, so one never leaves the rest of the host prepared."""
+        """Undo prepare() (and what `vagrant up` left in libvirt for the lab): what the Ledger
+        names, also after an interrupted prepare or up. Returns what was removed. A step that
+        fails does not stop the later ones that do not depend on it; the failures are raised
+        together at the end, with the records kept for the next host.down."""
         done: list[str] = []
         failed: list[str] = []
         facts = self.facts.load()
         up = self.upstreams
+        if "ovs_run_existed" in facts:  # written by a vxlab before the Ledger: it names nothing
+            raise RuntimeError(f"lab {self.lab.name}'s host side was made by an older vxlab "
+                               f"({self.keep} has no record by name): host.down with that version")
 
         def step(what: str, fn: Callable[[], list[str] | None]) -> None:
             try:
@@ -139,37 +154,46 @@ class Host:
             except Exception as e:  # whatever it was, the later steps still run; said at the end
                 failed.append(f"{what}: {e}")
 
-        networks = (self.switch.name, self.libvirt.mgmt.name, up.nat_net)
-        pools_before = facts.get("storage_pools") or []
-        step("libvirt objects", lambda: self.libvirt.remove_objects(networks, pools_before)
-             if self.libvirt.up() else [])
-        step("libvirt daemons", self.libvirt.stop)
-        # The upstream's host ends first: deleting a veth takes its peer at once, whereas a
-        # deleted namespace's links go later, asynchronously (the host's end can vanish
-        # between a check and a delete: 2 in 30 on an idle host).
-        step("upstream ports", lambda: del_links(up.port, up.nat_port))
+        if any(self.ledger.entries(kind) for kind in LIBVIRT_OBJECTS):
+            step("libvirt objects", self._remove_libvirt_objects)
+        step("libvirt daemons", self._stop_libvirt)
+        step("upstream ports", up.remove_links)
         step("upstream namespace", up.remove_namespace)
-        step("nat bridge", lambda: del_links(up.nat_bridge))  # if libvirtd died before net-destroy
         step("forwarding", lambda: up.restore_forwarding(facts.get("forwarding")))
         step("OVS bridge", self.ovs.remove_bridge)
-        step("OVS daemons", lambda: self.ovs.stop(facts.get("ovs_run_existed", True)))
+        step("OVS daemons", self.ovs.stop)
         step("seal", self.seal_table.remove)
-        step("libvirt chains", lambda: libvirt.remove_chains(facts.get("chains", [])))
-        step("iptables tables", lambda: libvirt.remove_tables(facts.get("nft_tables")))
-        step("backups", lambda: [f"restored {p}" for p in self.backups.restore_all()])
-        if not self.libvirt.ours():
-            step("libvirt files", self.footprint.undo)
+        if not self.libvirt.ours():  # else libvirtd still runs: its chains and files stay
+            if self.ledger.get("daemon", "libvirtd"):
+                step("libvirt chains", lambda: libvirt.remove_chains(facts.get("chains", [])))
+                step("iptables tables", lambda: libvirt.remove_tables(facts.get("nft_tables")))
+            step("files", lambda: remove_paths(self.ledger))
+            step("backups", self.backups.restore_all)
         if failed:  # keep the records: a later host.down needs them to finish the job
             raise RuntimeError("host clean-up incomplete (run `invoke host.down` again):\n  "
                                + "\n  ".join(failed) + "\nremoved: " + ", ".join(done))
-        with contextlib.suppress(OSError):
-            shutil.rmtree(specs.RUN_DIR)  # the VMs' serial logs
-        shutil.rmtree(self.run, ignore_errors=True)
-        shutil.rmtree(KEEP / self.lab.name, ignore_errors=True)
-        for d in (RUN, KEEP):
+        shutil.rmtree(self.run, ignore_errors=True)  # pid files, OVS database, serial logs
+        shutil.rmtree(self.keep, ignore_errors=True)  # records, keys, known hosts, certificates
+        for d in (state.RUN, state.KEEP):
             with contextlib.suppress(OSError):
                 d.rmdir()
         return done
+
+    def _remove_libvirt_objects(self) -> list[str]:
+        if not self.libvirt.up():
+            if not self.ledger.get("daemon", "libvirtd"):
+                raise RuntimeError("libvirtd does not answer: the lab's domains, volumes and "
+                                   "networks cannot be removed (start it, then host.down again)")
+            self.libvirt.start()  # ours, and died: again, to remove what the lab made there
+        return [*self.libvirt.remove_vms(), *self.libvirt.remove_pool(), *self.libvirt.remove_networks()]
+
+    def _stop_libvirt(self) -> list[str]:
+        others = self.libvirt.serving_others()
+        if others:
+            raise RuntimeError(f"libvirtd, which host.up started, runs what the lab did not make "
+                               f"({', '.join(others)}): left running, with its files; stop those, "
+                               "then host.down again")
+        return self.libvirt.stop()
 
     # -- status ---------------------------------------------------------------------------
 

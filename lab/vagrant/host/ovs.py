@@ -3,7 +3,6 @@ two daemons ours by pid file, and one bridge, the seed's switch `dsw-host`."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from lab.host.run import sh
@@ -28,10 +27,6 @@ class Ovs:
             f"--log-file={run / 'ovs/ovs-vswitchd.log'}", f"--unixctl={run / 'ovs/ovs-vswitchd.ctl'}",
             "--detach"), run / "ovs-vswitchd.pid")
         self.daemons = (self.ovsdb, self.vswitchd)
-
-    @staticmethod
-    def run_dir_exists() -> bool:
-        return OVS_RUN.exists()
 
     def start(self) -> None:
         """The daemons and the bridge, unless there; refuses an OVS that is not ours."""
@@ -68,10 +63,8 @@ class Ovs:
         self.vsctl("--if-exists", "del-br", self.bridge)
         return [f"OVS bridge {self.bridge}"]
 
-    def stop(self, run_dir_existed: bool) -> list[str]:
+    def stop(self) -> list[str]:
         """(Even if the bridge could not be deleted: its device goes with ovs-vswitchd, its
-        record with the database, which lives in self.run.)"""
-        done = [f"{d.name} stopped" for d in (self.vswitchd, self.ovsdb) if d.stop()]
-        if not run_dir_existed and OVS_RUN.exists():
-            shutil.rmtree(OVS_RUN)
-        return done
+        record with the database, which lives in self.run.) OVS_RUN, if start made it, is in
+        the lab's Ledger."""
+        return [f"{d.name} stopped" for d in (self.vswitchd, self.ovsdb) if d.stop()]

@@ -7,13 +7,15 @@ import json
 from lab.host.run import sh
 from lab.substrate.netns import link_exists
 from lab.vagrant.host.ovs import Ovs
+from lab.vagrant.host.undo import Ledger
 
 
 class SealTable:
     """A netdev table with a chain per port of the bridge, dropping what the port receives."""
 
-    def __init__(self, name: str, ovs: Ovs) -> None:
-        self.name, self.ovs = name, ovs
+    def __init__(self, name: str, ovs: Ovs, ledger: Ledger) -> None:
+        self.name, self.ovs, self.ledger = name, ovs, ledger
+        self.record = f"netdev {name}"
 
     def apply(self) -> list[str]:
         """Keep the host's own stack off the switch's ports (the upstream's veth, the VMs'
@@ -25,6 +27,10 @@ class SealTable:
         and a tap left at 1500 drops the underlay's jumbo frames.
         Idempotent; run it again after `vagrant up` has made the VMs' taps. Returns the ports."""
         sealed = []
+        if not self.ledger.get("nft", self.record):
+            if sh(["nft", "list", "table", "netdev", self.name], check=False).ok:
+                raise RuntimeError(f"nft table {self.record} exists and is not the lab's: not touched")
+            self.ledger.add("nft", self.record)
         sh(["nft", "add", "table", "netdev", self.name])
         listing = json.loads(sh(["nft", "-j", "list", "table", "netdev", self.name]).out)
         chains = {i["chain"]["name"] for i in listing["nftables"] if "chain" in i}
@@ -44,6 +50,10 @@ class SealTable:
         return sealed
 
     def remove(self) -> list[str]:
+        if not self.ledger.get("nft", self.record):
+            return []
+        done = []
         if sh(["nft", "delete", "table", "netdev", self.name], check=False).ok:
-            return [f"nft table netdev {self.name}"]
-        return []
+            done.append(f"nft table {self.record}")
+        self.ledger.drop("nft", self.record)
+        return done

@@ -13,11 +13,13 @@ from pathlib import Path
 
 from lab import model
 from lab.host import process
+from lab.host.names import ifname
 from lab.host.run import sh
 from lab.roles import internet
 from lab.substrate.netns import NetnsNode, link_exists, namespaces
 from lab.vagrant.host.libvirt import Libvirt
 from lab.vagrant.host.ovs import Ovs
+from lab.vagrant.host.undo import Ledger
 
 # libvirt turns these on for a NAT network and never off: recorded before, restored after.
 FORWARDING = (Path("/proc/sys/net/ipv4/ip_forward"), Path("/proc/sys/net/ipv6/conf/all/forwarding"))
@@ -26,26 +28,37 @@ FORWARDING = (Path("/proc/sys/net/ipv4/ip_forward"), Path("/proc/sys/net/ipv6/co
 class Upstreams:
     """The names and the making of both kinds, for one lab; `run` holds the namespace's files."""
 
-    def __init__(self, lab: model.Lab, run: Path, ovs: Ovs, libvirt: Libvirt,
+    def __init__(self, lab: model.Lab, run: Path, ovs: Ovs, libvirt: Libvirt, ledger: Ledger,
                  say: Callable[[str], None]) -> None:
         self.lab, self.run, self.ovs, self.libvirt, self.say = lab, run, ovs, libvirt, say
+        self.ledger = ledger
         vlan = lab.router.uplink.vlan
         self.ns = f"vag-{lab.name}-internet"  # not vxlab-*: the embedded lab's names
-        self.port = f"up{vlan}-{lab.name}"[:15]  # on dsw-host
+        self.port = ifname(f"up{vlan}-{lab.name}")  # on dsw-host
         self.nat_net = f"{lab.name}-nat"  # the `nat` upstream: a libvirt network,
-        self.nat_bridge = f"vxnat-{lab.name}"[:15]  # its Linux bridge,
-        self.nat_port = f"nat{vlan}-{lab.name}"[:15]  # the port's peer there
+        self.nat_bridge = ifname(f"vxnat-{lab.name}")  # its Linux bridge,
+        self.nat_port = ifname(f"nat{vlan}-{lab.name}")  # the port's peer there
+
+    def _make(self, kind: str, name: str, exists: bool) -> bool:
+        """Whether to make `name` (recorded first); refuses one of the lab's names that exists
+        and is not the lab's (another lab's, or anyone's)."""
+        if not exists:
+            self.ledger.add(kind, name)
+            return True
+        if self.ledger.get(kind, name) is None:
+            raise RuntimeError(f"{kind} {name} exists and is not lab {self.lab.name}'s: not touched")
+        return False
 
     def simulated(self) -> None:
         """The lab's Internet in a namespace, its veth's host end an access port of VLAN 214."""
         ns, port = self.ns, self.port
         mtu = str(self.ovs.mtu)
-        if ns not in namespaces():
+        if self._make("netns", ns, ns in namespaces()):
             sh(["ip", "netns", "add", ns])
         sh(["ip", "netns", "exec", ns, "sysctl", "-q", "-w", "net.ipv6.conf.all.accept_dad=0",
             "net.ipv6.conf.default.accept_dad=0"])  # the namespace's own sysctls, not the host's
         sh(["ip", "-n", ns, "link", "set", "lo", "up"])
-        if not link_exists(None, port):
+        if self._make("link", port, link_exists(None, port)):
             with contextlib.suppress(RuntimeError):
                 sh(["ip", "-n", ns, "link", "del", "eth0"])  # half a pair left by an interruption
             sh(["ip", "link", "add", port, "mtu", mtu, "type", "veth",
@@ -83,14 +96,15 @@ class Upstreams:
         accept_ra=2 is the user's to set, not ours.)"""
         self.say("nat upstream: the host forwards and NATs for the lab "
                  "(forwarding sysctls recorded; restored by host.down)")
-        self.libvirt.networks({self.nat_net: self.nat_network_xml()})
+        self.ledger.add("link", self.nat_bridge)  # libvirt's; deleted if it outlives the network
+        self.libvirt.networks({self.nat_net: (self.nat_network_xml(), self.nat_bridge)})
         # routerVM's IPv6 default route: the link-local gateway, which libvirt's XML cannot hold
         sh(["ip", "-6", "addr", "replace", str(self.lab.internet.gateway.link_local),
             "dev", self.nat_bridge, "nodad"])
         port, peer, mtu = self.port, self.nat_port, str(self.ovs.mtu)
-        if not link_exists(None, port):
-            with contextlib.suppress(RuntimeError):
-                sh(["ip", "link", "del", peer])  # half a pair left by an interruption
+        if self._make("link", port, link_exists(None, port)):
+            if not self._make("link", peer, link_exists(None, peer)):
+                sh(["ip", "link", "del", peer])  # ours: half a pair left by an interruption
             sh(["ip", "link", "add", port, "mtu", mtu, "type", "veth", "peer", "name", peer, "mtu", mtu])
         for end in (port, peer):
             sh(["ip", "link", "set", end, "addrgenmode", "none"])  # before up: no fe80:: address
@@ -108,8 +122,21 @@ class Upstreams:
 
     # -- cleanup --------------------------------------------------------------------------
 
+    def remove_links(self) -> list[str]:
+        """The links recorded as the lab's: the upstream's host ends first (a deleted
+        namespace's links go later, asynchronously: the host's end can vanish between a check
+        and a delete, 2 in 30 on an idle host), the nat bridge if it outlived its network."""
+        done = []
+        for name in self.ledger.names("link"):
+            done += del_links(name)
+            self.ledger.drop("link", name)
+        return done
+
     def remove_namespace(self) -> list[str]:
+        if not self.ledger.get("netns", self.ns):
+            return []
         if self.ns not in namespaces():
+            self.ledger.drop("netns", self.ns)
             return []
         node = self.node()
         for s in internet.services(internet.target(self.lab, node)):
@@ -117,6 +144,7 @@ class Upstreams:
         pids = sh(["ip", "netns", "pids", self.ns], check=False).out.split()
         process.terminate([int(p) for p in pids], first=signal.SIGKILL)  # anything else there is ours
         sh(["ip", "netns", "del", self.ns])
+        self.ledger.drop("netns", self.ns)
         return [f"namespace {self.ns}"]
 
     @staticmethod

@@ -263,7 +263,8 @@ def parse_or_refusal(data: dict) -> model.Lab | None:
         msg = str(e)
         assert e.problems and len(msg.splitlines()) == len(e.problems), msg
         assert all(line.startswith("drawn.yaml") for line in msg.splitlines()), msg
-        assert "should match pattern" not in msg and "'^" not in msg, msg
+        reasons = re.sub(r" \(got .*\)$", "", msg, flags=re.M)  # the input itself may hold anything
+        assert "should match pattern" not in reasons and "'^" not in reasons, msg
         return None
 
 

@@ -93,7 +93,8 @@ def test_the_table_reads_at_a_glance():
     assert title == "failover.green --mode uplink --family both: 3 trials, 2 passed: FAIL"
     assert len(header) == len(rows[0]) == 12
     assert rows[0] == ("blueC0", "v4", "3700", "open", "open", "open", "0", "0", "0", "0", "348", "200")
-    assert any(b.startswith("takeover (fault -> the backup holds both VIPs): p50 3.70") for b in below)
+    assert ("takeover (fault -> the backup holds both VIPs): p50 3.70  p95 never  p99 never  max never s"
+            "  (n=3, 1 never)") in below
     assert "spurious VRRP transitions: 1 (in 1 of 3 trials)" in below
     assert "problem: trial 3: blueC0 IPv4: no reply since 3.0 s" in below
 

@@ -149,17 +149,18 @@ def over_bound(trials: Sequence[GatewayReport], bound_ms: float) -> list[str]:
 
 # -- for people ------------------------------------------------------------------------------------
 
-def _cell(v: float | None, n: int, scale: float = 1, digits: int = 0) -> str:
+def _cell(v: float | None, n: int, digits: int = 0, none: str = "open") -> str:
     if n == 0:
         return "-"
-    return "open" if v is None else f"{v * scale:.{digits}f}"
+    return none if v is None else f"{v:.{digits}f}"
 
 
-def _dist(s: Stats, unit: str = "s", scale: float = 1, digits: int = 2) -> str:
+def _dist(s: Stats) -> str:
+    """Seconds; None: it never happened (within the drill's deadline)."""
     if s.n == 0:
         return "-"
-    cells = [f"{name} {_cell(getattr(s, name), s.n, scale, digits)}" for name in ("p50", "p95", "p99", "max")]
-    return "  ".join(cells) + f" {unit}" + f"  (n={s.n}{f', {s.open} open' if s.open else ''})"
+    cells = [f"{name} {_cell(getattr(s, name), s.n, 2, 'never')}" for name in ("p50", "p95", "p99", "max")]
+    return "  ".join(cells) + " s" + f"  (n={s.n}{f', {s.open} never' if s.open else ''})"
 
 
 HEADER = ("CONTAINER", "IP", "FAULT ON p50", "p95", "p99", "max", "RESTORED p50", "p95", "p99", "max",
@@ -179,8 +180,8 @@ def table(s: GatewaySeries) -> tuple[str, tuple[str, ...], list[tuple[str, ...]]
                     *(_cell(getattr(r.failback_ms, k), r.failback_ms.n) for k in q),
                     str(r.lost), str(r.lost_max)))
     moved = s.takeover_s.n
-    below = [f"outages in ms: each trial's longest per prober, while the fault was on and once restored; "
-             f"LOST: probes lost in all {len(s.trials)} trials, worst: in one",
+    below = ["outages in ms: each trial's longest per prober, while the fault was on and once restored;",
+             f"LOST: probes lost in all {len(s.trials)} trials, worst: in one of them",
              f"takeover (fault -> the backup holds both VIPs): {_dist(s.takeover_s)}" if moved else
              "takeover: none (the fault does not move the gateway)",
              f"failback (restore -> the master alone holds both VIPs): {_dist(s.failback_s)}"

@@ -252,8 +252,9 @@ DRILL_HELP = {"lab": LAB, "mode": drills.help_text(),
               "plot": "draw to this PNG or SVG file: the timeline, or with --repeat the outages' "
                       "distribution (a CDF per family)",
               "deadline": "seconds allowed for the takeover, twice that for the way back to the "
-                          "initial state (default: 20 per VRRP advert interval, 20 s with the seed's "
-                          "timing)", "substrate": SUBSTRATE, "repeat": REPEAT, "bound": BOUND}
+                          "initial state (default: 20 per VRRP advert interval, at least 10 s; 20 s "
+                          "with the seed's timing)", "substrate": SUBSTRATE, "repeat": REPEAT,
+              "bound": BOUND}
 
 
 def _drill(lab, set_, tenant, mode, family, json, plot, deadline, substrate=None, repeat=None, bound=None):

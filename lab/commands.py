@@ -338,8 +338,9 @@ def drill(elab: Runtime, tenant: str, mode: str, family: str, deadline: float | 
     series: every trial and their distributions; progress then says one line per trial)."""
     from lab import drills
 
-    if deadline is None:  # VRRP's pace: slower timing (emulated VMs) gets longer
-        deadline = 20.0 * elab.deployment.timing.advert_int
+    if deadline is None:  # VRRP's pace: slower timing (emulated VMs) gets longer; reading
+        # the whole lab back to its initial state takes seconds whatever the profile
+        deadline = max(10.0, 20.0 * elab.deployment.timing.advert_int)
     if plot_file:
         from lab import plot
 

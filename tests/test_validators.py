@@ -193,3 +193,12 @@ def test_rt_tables_names_resolve(tree, netns, tmp_path):
         subprocess.run(["rm", "-rf", str(Path("/etc/netns") / netns)], check=True)
         if made_etc_netns:
             Path("/etc/netns").rmdir()
+
+
+def test_keepalived_fast_profile(tmp_path):
+    """The fast profile's keepalived.conf (0.1 s adverts, track files) as keepalived reads it."""
+    lab = model.load()
+    lab = lab.model_copy(update={"vrrp": lab.vrrp.model_copy(update={"profile": "fast"})})
+    render_tree(lab, "netns", tmp_path)
+    with namespace(lab.shared_vlan.bridge) as netns:
+        keepalived(lab, "netns", tmp_path, netns)

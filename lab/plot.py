@@ -85,14 +85,17 @@ def cdf(series: GatewaySeries) -> Figure:
     axes = fig.subplots(1, len(PHASES), squeeze=False)[0]
     for ax, phase in zip(axes, PHASES, strict=True):
         ax.set_label(phase)
+        longest_ms = 0
         for fam, values in outages_by_family(series, phase).items():
             done = sorted(v for v in values if v is not None)
+            longest_ms = max([longest_ms, *done])
             n = len(values)
             xs = [0, *done]
             ys = [0, *((i + 1) / n for i in range(len(done)))]
             ax.step(xs, ys, where="post", label=f"IPv{fam} (n={n}"
                     + (f", {n - len(done)} open)" if len(done) < n else ")"))
         ax.set_ylim(0, 1.02)
+        ax.set_xlim(0, max(10, longest_ms * 1.05))  # from 0 ms, also when nothing was lost
         ax.set_xlabel("longest outage of a prober in a trial (ms)")
         ax.set_ylabel("share of trials x probers")
         ax.set_title("while the fault was on" if phase == "failover" else "after the restore", fontsize=10)

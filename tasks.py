@@ -244,34 +244,50 @@ def test_router(c, lab=None, json=None, junit=None, wait=10, substrate=None, set
     _check(lab, set_, "router", json, junit, wait, substrate)
 
 
+REPEAT = ("run this many trials back to back, each from the initial state (checked before each); "
+          "prints a table of the distributions, the JSON holds every trial and the summary")
+BOUND = "fail (exit 1, naming trial and container) if any outage lasts more than this many ms"
 DRILL_HELP = {"lab": LAB, "mode": drills.help_text(),
               "family": "uplink mode: 4, 6 or both", "json": "write the report as JSON to this file",
-              "plot": "draw the timeline to this PNG or SVG file",
+              "plot": "draw to this PNG or SVG file: the timeline, or with --repeat the outages' "
+                      "distribution (a CDF per family)",
               "deadline": "seconds allowed for the takeover, twice that for the way back to the "
-                          "initial state (default: 20 per VRRP advert interval, 20 s with the seed's "
-                          "timing)", "substrate": SUBSTRATE}
+                          "initial state (default: 20 per VRRP advert interval, at least 10 s; 20 s "
+                          "with the seed's timing)", "substrate": SUBSTRATE, "repeat": REPEAT,
+              "bound": BOUND}
 
 
-def _drill(lab, set_, tenant, mode, family, json, plot, deadline, substrate=None):
+def _drill(lab, set_, tenant, mode, family, json, plot, deadline, substrate=None, repeat=None, bound=None):
+    trials, limit = _guard(commands.repeat_count, repeat), _guard(commands.bound_ms, bound)
     report = _guard(commands.drill, _lab(lab, set_, substrate), tenant, mode, str(family),
-                    None if deadline is None else float(deadline), json, plot, _say)
-    print(drills.summary(report))
-    if not report.ok:
+                    None if deadline is None else float(deadline), json, plot, _say, trials)
+    if isinstance(report, drills.GatewaySeries):
+        title, header, rows, below = drills.series.table(report)
+        print()
+        ui.table(header, rows, title)
+        print("\n".join(below))
+        over = drills.over_bound(report.trials, limit) if limit else []
+    else:
+        print(drills.summary(report))
+        over = drills.over_bound([report], limit) if limit else []
+    for line in over:
+        print(f"over the bound: {line}")
+    if not report.ok or over:
         raise Exit(code=1)
 
 
 @task(name="green", help=DRILL_HELP)
 def failover_green(c, lab=None, mode="probe", family="both", json=None, plot=None, deadline=None,
-                  substrate=None, set_=None):
+                  substrate=None, repeat=None, bound=None, set_=None):
     """The seed's drill: green loses the Internet, blue takes over, then green gets it back."""
-    _drill(lab, set_, "green", mode, family, json, plot, deadline, substrate)
+    _drill(lab, set_, "green", mode, family, json, plot, deadline, substrate, repeat, bound)
 
 
 @task(name="blue", help=DRILL_HELP)
 def failover_blue(c, lab=None, mode="probe", family="both", json=None, plot=None, deadline=None,
-                  substrate=None, set_=None):
+                  substrate=None, repeat=None, bound=None, set_=None):
     """The same on blue (the BACKUP): the gateway must stay on green throughout."""
-    _drill(lab, set_, "blue", mode, family, json, plot, deadline, substrate)
+    _drill(lab, set_, "blue", mode, family, json, plot, deadline, substrate, repeat, bound)
 
 
 @task(name="build", help={"force": "build again even if the cache holds this recipe's box"})
@@ -334,12 +350,13 @@ def graph_(c, lab=None, format="svg", out=None, live=False, set_=None):
 @task(name="plot", help={"report": "a drill report (JSON), as a failover drill saves it",
                          "out": "PNG or SVG to write (default: the report's path with .png)"})
 def plot_(c, report, out=None):
-    """Draw a drill report as a timeline: replies per container and family, outages, events."""
+    """Draw a drill report as a timeline: replies per container and family, outages, events;
+    a repeated drill's as the distribution of its outages (a CDF per family)."""
     from lab import plot  # here: matplotlib is slow to import, and only this task needs it
 
     src = Path(report)
     try:
-        data = drills.GatewayReport.from_json(src.read_text())
+        data = drills.load(src.read_text())
     except (OSError, ValueError) as e:
         raise Exit(f"cannot read the drill report {src}: {e}", code=2) from None
     try:
@@ -363,11 +380,16 @@ ns = Collection(render_, up, down, ls, status, provision_, exec_, shell, logs, c
 ns.add_collection(Collection("test", test_connectivity, test_addressing, test_gateway, test_vxlan,
                              test_internet, test_router))
 @task(name="dhcp", help={"lab": LAB, "json": "write the report as JSON to this file",
-                         "deadline": "seconds allowed for the new lease", "substrate": SUBSTRATE})
-def failover_dhcp(c, lab=None, json=None, deadline=30, substrate=None, set_=None):
+                         "deadline": "seconds allowed for the new lease", "substrate": SUBSTRATE,
+                         "repeat": REPEAT})
+def failover_dhcp(c, lab=None, json=None, deadline=30, substrate=None, repeat=None, set_=None):
     """Stop the primary DHCP server: a client still gets a lease, from the secondary."""
-    report = _guard(commands.dhcp_drill, _lab(lab, set_, substrate), float(deadline), json, _say)
-    print(drills.dhcp_summary(report))
+    trials = _guard(commands.repeat_count, repeat)
+    report = _guard(commands.dhcp_drill, _lab(lab, set_, substrate), float(deadline), json, _say, trials)
+    if isinstance(report, drills.DhcpSeries):
+        print(drills.series.dhcp_table(report))
+    else:
+        print(drills.dhcp_summary(report))
     if not report.ok:
         raise Exit(code=1)
 

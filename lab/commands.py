@@ -22,7 +22,7 @@ from lab.topology import Topology
 from lab.ui import Reporter
 
 if TYPE_CHECKING:
-    from lab.drills import DhcpReport, GatewayReport
+    from lab.drills import DhcpReport, DhcpSeries, GatewayReport, GatewaySeries
 
 
 class UsageError(Exception):
@@ -332,31 +332,72 @@ def check(elab: Runtime, group: str | None, wait: float, json_file: str | None,
 # -- drills ---------------------------------------------------------------------------------------
 
 def drill(elab: Runtime, tenant: str, mode: str, family: str, deadline: float | None,
-          json_file: str | None, plot_file: str | None, progress) -> GatewayReport:
+          json_file: str | None, plot_file: str | None, progress, repeat: int | None = None
+          ) -> GatewayReport | GatewaySeries:
+    """One drill (its report as always), or with `repeat` that many trials back to back (a
+    series: every trial and their distributions; progress then says one line per trial)."""
     from lab import drills
 
-    if deadline is None:  # VRRP's pace: slower timing (emulated VMs) gets longer
-        deadline = 20.0 * elab.deployment.timing.advert_int
+    if deadline is None:  # VRRP's pace: slower timing (emulated VMs) gets longer; reading
+        # the whole lab back to its initial state takes seconds whatever the profile
+        deadline = max(10.0, 20.0 * elab.deployment.timing.advert_int)
+    if plot_file:
+        from lab import plot
+
+        try:  # before the drill, not after minutes of trials
+            plot.check_format(Path(plot_file))
+        except ValueError as e:
+            raise UsageError(f"--plot: {e}") from None
     try:
-        report = drills.run(elab, tenant, mode, family, deadline, progress)
+        if repeat is None:
+            report = drills.run(elab, tenant, mode, family, deadline, progress)
+        else:
+            report = drills.repeat(elab, tenant, mode, family, repeat, deadline, progress)
     except drills.DrillError as e:
         raise UsageError(str(e)) from None
     if json_file:
         Path(json_file).write_text(report.to_json())
     if plot_file:
-        from lab import plot
-
         plot.plot(report, Path(plot_file))
     return report
 
 
-def dhcp_drill(elab: Runtime, deadline: float, json_file: str | None, progress) -> DhcpReport:
+def dhcp_drill(elab: Runtime, deadline: float, json_file: str | None, progress,
+               repeat: int | None = None) -> DhcpReport | DhcpSeries:
     from lab import drills
 
     try:
-        report = drills.dhcp(elab, deadline, progress)
+        if repeat is None:
+            report = drills.dhcp(elab, deadline, progress)
+        else:
+            report = drills.dhcp_repeat(elab, repeat, deadline, progress)
     except drills.DrillError as e:
         raise UsageError(str(e)) from None
     if json_file:
         Path(json_file).write_text(report.to_json())
     return report
+
+
+def repeat_count(value) -> int | None:
+    """--repeat as typed: absent (one trial, the report as always) or a whole number >= 1."""
+    if value is None:
+        return None
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1 or str(value).strip() != str(n):
+        raise UsageError(f"--repeat must be a whole number of trials, at least 1, not {value!r}")
+    return n
+
+
+def bound_ms(value) -> float | None:
+    if value is None:
+        return None
+    try:
+        ms = float(value)
+    except ValueError:
+        ms = -1
+    if not ms > 0:
+        raise UsageError(f"--bound must be a number of milliseconds above 0, not {value!r}")
+    return ms

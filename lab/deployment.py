@@ -6,6 +6,7 @@ to rendering and to the lifecycle instead of being written back into the model.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Literal
 
@@ -13,6 +14,27 @@ from lab.model import Lab, Node, VrrpTiming
 from lab.render import FORMS, Form
 
 Driver = Literal["lxd", "netns"]
+FORCE_FAST = "VXLAB_FORCE_FAST"  # set to 1: the fast profile even on emulated VMs
+
+
+class ProfileRefused(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Prober:
+    """The fast profile's uplink prober, one per tenant and family: a long-running ping whose
+    lines a shell loop counts (no process per probe) into keepalived's track_file, which
+    keepalived re-reads on change. keepalived 2.2.7 runs a vrrp_script about once a second
+    whatever its interval says (0.05 gave 1.1-1.8 s outages), hence no vrrp_script."""
+
+    interval_s: float = 0.01  # between probes
+    misses: int = 3           # probes unanswered in a row -> the file says 1: FAULT
+    replies: int = 10         # probes answered in a row -> 0 again
+
+
+FAST_ADVERT_S = 0.1  # VRRPv3 adverts (keepalived takes centiseconds for v3)
+PROBES_S = {"seed": 0.05, "fast": 0.01, "emulated": 0.2}  # the drills' probe interval
 
 
 @dataclass(frozen=True)
@@ -21,16 +43,32 @@ class Deployment:
     driver: Driver      # the containers: LXD, or light (a namespace each)
     timing: VrrpTiming  # VRRP adverts and health checks: the seed's, or for emulated VMs
     probe_interval: float = 0.05  # the drills' probes (s)
+    prober: Prober | None = None  # the fast profile's uplink prober (None: the seed's check scripts)
 
     @classmethod
     def of(cls, lab: Lab, form: Form | str, driver: Driver | None = None,
            emulated: bool = False) -> Deployment:
         """A deployment of `lab`: its own container driver unless one is given; on emulated
-        VMs (no KVM) its `vrrp.emulated` timing, if it has one, and slower probes."""
+        VMs (no KVM) its `vrrp.emulated` timing, if it has one, and slower probes. The fast
+        profile: 0.1 s adverts and the uplink prober, 10 ms probes; refused on emulated VMs
+        (sub-second timers flap there) unless VXLAB_FORCE_FAST=1."""
         form = FORMS[form] if isinstance(form, str) else form
+        driver = driver or lab.containers.driver
+        if lab.vrrp.profile == "fast":
+            if emulated and os.environ.get(FORCE_FAST) != "1":
+                raise ProfileRefused(
+                    "vrrp.profile fast is refused on emulated VMs (no KVM): sub-second VRRP timers "
+                    f"flap under QEMU's emulation; use the seed profile, or set {FORCE_FAST}=1 to force it")
+            # constructed: lab.yaml's timers are whole seconds, v3's centiseconds are the profile's
+            timing = VrrpTiming.model_construct(advert_int=FAST_ADVERT_S, track=lab.vrrp.track)
+            return cls(form, driver, timing, PROBES_S["fast"], Prober())
         slow = lab.vrrp.emulated if emulated else None
         timing = slow or VrrpTiming(advert_int=lab.vrrp.advert_int, track=lab.vrrp.track)
-        return cls(form, driver or lab.containers.driver, timing, 0.2 if emulated else 0.05)
+        return cls(form, driver, timing, PROBES_S["emulated" if emulated else "seed"])
+
+    @property
+    def profile(self) -> str:
+        return "fast" if self.prober else "seed"
 
     @property
     def substrate(self) -> str:

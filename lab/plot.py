@@ -13,7 +13,8 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from lab.drills.report import Event, GatewayReport, Outage
+from lab.drills.report import PHASES, Event, GatewayReport, Outage
+from lab.drills.series import GatewaySeries, longest
 
 FORMATS = {".png": "png", ".svg": "svg"}
 EVENTS = "events"  # the label of the events' axes; probe axes are labelled "<container> IPv<family>"
@@ -46,14 +47,63 @@ def figure(report: GatewayReport) -> Figure:
     return fig
 
 
-def plot(report: GatewayReport, out: Path) -> Path:
-    """Draw the drill report to `out`; the suffix (.png, .svg) picks the format."""
-    out = Path(out)
-    fmt = FORMATS.get(out.suffix.lower())
+def check_format(out: Path) -> str:
+    fmt = FORMATS.get(Path(out).suffix.lower())
     if fmt is None:
-        raise ValueError(f"the output must end in {' or '.join(FORMATS)}, not {out.name!r}")
-    figure(report).savefig(out, format=fmt, dpi=120)
+        raise ValueError(f"the output must end in {' or '.join(FORMATS)}, not {Path(out).name!r}")
+    return fmt
+
+
+def plot(report: GatewayReport | GatewaySeries, out: Path) -> Path:
+    """Draw the drill report to `out` (a series as its CDF); the suffix (.png, .svg) picks the format."""
+    out = Path(out)
+    fmt = check_format(out)
+    fig = cdf(report) if isinstance(report, GatewaySeries) else figure(report)
+    fig.savefig(out, format=fmt, dpi=120)
     return out
+
+
+# -- a repeated drill --------------------------------------------------------------------------------
+
+def outages_by_family(series: GatewaySeries, phase: str) -> dict[str, list[int | None]]:
+    """Each trial's longest outage (ms, 0: none, None: open) per prober, pooled per family."""
+    out: dict[str, list[int | None]] = {}
+    for r in series.trials:
+        for c, fam in r.rows():
+            out.setdefault(fam, []).append(longest(r, c, fam, phase))
+    return dict(sorted(out.items()))
+
+
+def cdf(series: GatewaySeries) -> Figure:
+    """The outages' distribution: one panel per phase (fault on, restored), a step line per
+    family: the share of (trial, prober) pairs whose longest outage was at most x ms. Open
+    outages never reach the line's top."""
+    if not series.trials:
+        raise ValueError("the drill series has no trials to draw")
+    fig = Figure(figsize=(_WIDTH, 4.2), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(PHASES), squeeze=False)[0]
+    for ax, phase in zip(axes, PHASES, strict=True):
+        ax.set_label(phase)
+        longest_ms = 0
+        for fam, values in outages_by_family(series, phase).items():
+            done = sorted(v for v in values if v is not None)
+            longest_ms = max([longest_ms, *done])
+            n = len(values)
+            xs = [0, *done]
+            ys = [0, *((i + 1) / n for i in range(len(done)))]
+            ax.step(xs, ys, where="post", label=f"IPv{fam} (n={n}"
+                    + (f", {n - len(done)} open)" if len(done) < n else ")"))
+        ax.set_ylim(0, 1.02)
+        ax.set_xlim(0, max(10, longest_ms * 1.05))  # from 0 ms, also when nothing was lost
+        ax.set_xlabel("longest outage of a prober in a trial (ms)")
+        ax.set_ylabel("share of trials x probers")
+        ax.set_title("while the fault was on" if phase == "failover" else "after the restore", fontsize=10)
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="lower right", fontsize=8)
+    fig.suptitle(f"{series.drill} --mode {series.mode} --family {series.family} (lab {series.lab or '?'}): "
+                 f"{len(series.trials)} trials, {series.passed} passed", fontsize=11)
+    return fig
 
 
 # -- the parts ---------------------------------------------------------------------------------

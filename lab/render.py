@@ -70,6 +70,7 @@ def environment() -> jinja2.Environment:
 def context(lab: Lab, node: Node, deployment: Deployment) -> dict:
     root = deployment.root(lab, node)
     ctx: dict = {"lab": lab, "node": node, "form": deployment.form, "timing": deployment.timing,
+                 "prober": deployment.prober,
                  "role": node.role, "path": lambda p: root + p, "apt_sources": SOURCES_LIST}
     if node.tenant:
         t = lab.tenants[node.tenant]
@@ -94,7 +95,8 @@ def dirs(deployment: Deployment, node: Node) -> tuple[str, ...]:
     """The template folders a node gets: its role's, and light containers' own."""
     from lab.roles import ROLES
 
-    return ROLES[node.role].TEMPLATES + (("light",) if deployment.light(node) else ())
+    fast = ("tenant-fast",) if deployment.prober and node.role == "tenant" else ()
+    return ROLES[node.role].TEMPLATES + fast + (("light",) if deployment.light(node) else ())
 
 
 def render_node(lab: Lab, node: Node, deployment: Deployment, env: jinja2.Environment | None = None

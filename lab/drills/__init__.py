@@ -6,17 +6,20 @@ and the DHCP failover drill. Reports are data (lab/drills/report.py) that round-
     modes.py    the fault modes' registry: probe, uplink, crash; radvd.py is one more
     probes.py   probers on the nodes (ping, TCP stream) and reading them into outages
     watch.py    the timeline, the VIP/flow-mark watch, the VRRP transitions
+    series.py   repeated drills: every trial and their distributions
     gateway.py  the failover drill;  dhcp.py  the DHCP failover drill
 """
 
 from lab.drills import radvd  # noqa: F401  (registers its mode)
 from lab.drills.access import DrillError
+from lab.drills.dhcp import repeat as dhcp_repeat
 from lab.drills.dhcp import run as dhcp
-from lab.drills.gateway import FAMILIES, run
+from lab.drills.gateway import FAMILIES, repeat, run
 from lab.drills.modes import MODES, Mode, help_text, register
 from lab.drills.probes import outages, parse_ping
 from lab.drills.report import DhcpReport, GatewayReport, Outage, Probe, dhcp_summary, summary
+from lab.drills.series import DhcpSeries, GatewaySeries, load, over_bound
 
-__all__ = ["FAMILIES", "MODES", "DhcpReport", "DrillError", "GatewayReport", "Mode", "Outage", "Probe",
-           "dhcp", "dhcp_summary", "help_text", "outages", "parse_ping", "register", "run",
-           "summary"]
+__all__ = ["FAMILIES", "MODES", "DhcpReport", "DhcpSeries", "DrillError", "GatewayReport", "GatewaySeries",
+           "Mode", "Outage", "Probe", "dhcp", "dhcp_repeat", "dhcp_summary", "help_text", "load",
+           "outages", "over_bound", "parse_ping", "register", "repeat", "run", "summary"]

@@ -15,7 +15,8 @@ from lab.drills import modes
 from lab.drills.access import DrillError, LabAccess, Runtime
 from lab.drills.probes import INTERVAL, TCP_PORT, Background, outages, parse_ping, pinger, tcp_stream
 from lab.drills.report import GatewayReport, TcpStream
-from lab.drills.watch import Timeline, Watch, transitions
+from lab.drills.series import GatewaySeries
+from lab.drills.watch import Timeline, Watch, transitions, unexplained
 from lab.host.wait import until
 from lab.pool import parallel, pmap
 from lab.substrate.base import Service
@@ -28,16 +29,60 @@ CLOCK = "seconds since the drill started; probes on each prober's clock, events 
 def run(runtime: Runtime, tenant: str, mode: str = "probe", family: str = "both", deadline: float = 20,
         progress: Callable[[str], None] = lambda m: None) -> GatewayReport:
     """Drill one tenant; returns the report (see README "Drills")."""
+    access, kind = _prepare(runtime, tenant, mode, family)
+    access.require_initial_state()
+    return Drill(access, tenant, kind(access, tenant, family), deadline, progress).run()
+
+
+def repeat(runtime: Runtime, tenant: str, mode: str = "probe", family: str = "both", trials: int = 1,
+           deadline: float = 20, progress: Callable[[str], None] = lambda m: None) -> GatewaySeries:
+    """`trials` drills back to back, each from the initial state (read before each, not assumed:
+    the first is refused without it, a later one waits for it as long as a failback may take,
+    and the series stops there if it does not come); progress: one line per trial."""
+    access, kind = _prepare(runtime, tenant, mode, family)
+    if trials < 1:
+        raise DrillError(f"--repeat must be at least 1, not {trials}")
+    access.require_initial_state()
+    done: list[GatewayReport] = []
+    stopped: list[str] = []
+    for i in range(1, trials + 1):
+        if i > 1 and not _until(lambda: not access.problems(), 2 * deadline):
+            stopped.append(f"stopped before trial {i}: the lab is not in its initial state "
+                           f"{2 * deadline:.0f} s after trial {i - 1}: " + "; ".join(access.problems()))
+            break
+        report = Drill(access, tenant, kind(access, tenant, family), deadline, lambda m: None).run()
+        done.append(report)
+        progress(f"trial {i}/{trials}: {trial_line(report)}")
+    return GatewaySeries.of(done, trials, stopped, drill=f"failover.{tenant}", tenant=tenant, mode=mode,
+                            family=family, lab=access.lab.name)
+
+
+def trial_line(r: GatewayReport) -> str:
+    """One trial in a line: verdict, takeover and failback, the longest outage, what went wrong."""
+    parts = ["PASS" if r.ok else "FAIL"]
+    if r.moved:
+        parts.append(f"takeover {_s(r.takeover_s)}, failback {_s(r.failback_s)}")
+    worst = max(r.outages, key=lambda o: (o.ms is None, o.ms or 0), default=None)
+    parts.append("no probe lost" if worst is None else
+                 f"longest outage {'open' if worst.ms is None else f'{worst.ms} ms'} "
+                 f"({worst.container} IPv{worst.family}, {worst.phase}), "
+                 f"{sum(o.lost for o in r.outages)} probes lost")
+    if r.spurious:
+        parts.append(f"{len(r.spurious)} spurious transitions")
+    return "; ".join(parts) + "".join(f"\n    problem: {p}" for p in r.problems)
+
+
+def _s(v: float | None) -> str:
+    return "-" if v is None else f"{v:.2f} s"
+
+
+def _prepare(runtime: Runtime, tenant: str, mode: str, family: str) -> tuple[LabAccess, type[modes.Mode]]:
     access = LabAccess(runtime)
     if tenant not in access.lab.tenants:
         raise DrillError(f"no tenant {tenant!r}; tenants: {', '.join(access.lab.tenants)}")
     if family not in FAMILIES:
         raise DrillError(f"--family must be one of {', '.join(FAMILIES)}")
-    kind = modes.get(mode)
-    access.require_initial_state()
-    return Drill(access, tenant, kind(access, tenant, family), deadline, progress).run()
-
-
+    return access, modes.get(mode)
 
 
 class Drill:
@@ -56,6 +101,7 @@ class Drill:
         self.interval = access.probe_interval
         self.problems: list[str] = []
         self.takeover: float | None = None
+        self.injected: float | None = None
         self.restored: float | None = None
 
     def vm(self, tenant: str) -> str:
@@ -76,7 +122,7 @@ class Drill:
         injected = None
         try:
             self._start_probers()
-            injected = self._inject()
+            injected = self.injected = self._inject()
             self._await_takeover(injected)
             self._await_fault()
             time.sleep(SETTLE + 2)
@@ -175,14 +221,18 @@ class Drill:
         texts = dict(zip(self.probes, pmap(Background.output, self.probes.values()), strict=True))
         tcp_out = self.stream.output()
         parallel(Background.remove, [*self.probes.values(), self.stream])
+        master = self.lab.master()
+        since = self.watch.alone_since(master, restore_t)
+        seen = transitions(self.access, self.t0)
         report = GatewayReport(
             drill=f"failover.{self.tenant}", tenant=self.tenant, mode=self.fault.name,
             family=self.fault.family, lab=self.lab.name, clock=CLOCK, interval=self.interval,
             expected_gateway=self.vm(self.expect), takeover_s=self.takeover,
             master_down_s=round(self.access.master_down(self.expect), 3),
-            events=sorted(self.timeline.events + self.watch.events + transitions(self.access, self.t0),
-                          key=lambda e: e.t),
-            tcp=self._tcp(tcp_out))
+            events=sorted(self.timeline.events + self.watch.events + seen, key=lambda e: e.t),
+            tcp=self._tcp(tcp_out), master=self.vm(master),
+            failback_s=None if since is None else round(since - restore_t, 2),
+            spurious=self._spurious(seen))
         for (c, fam), text in texts.items():
             series = parse_ping(text, self.t0, self.interval)
             report.probes.setdefault(c, {})[fam] = series
@@ -200,6 +250,21 @@ class Drill:
         parallel(Background.remove, self.recorders)
         report.problems, report.ok = self.problems, not self.problems
         return report
+
+    def _spurious(self, seen) -> list[str]:
+        """The VRRP transitions the fault does not explain: any before it, and any beyond the
+        states its mode expects while it is on and after the restore (on the tenants' clocks)."""
+        inject = self.injected if self.injected is not None else float("inf")
+        restore = self.restored if self.restored is not None else float("inf")
+        out = []
+        for vm, (on, back) in self.fault.expected_transitions().items():
+            mine = [(e.t, e.what.split()[-1]) for e in seen if e.node == vm]
+            for phase, expected, lo, hi in (("before the fault", (), float("-inf"), inject),
+                                            ("while the fault was on", on, inject, restore),
+                                            ("after the restore", back, restore, float("inf"))):
+                out += [f"{vm} enters {state} at {t:.2f} s ({phase})"
+                        for t, state in unexplained([m for m in mine if lo <= m[0] < hi], expected)]
+        return out
 
     def _tcp(self, out: str) -> TcpStream:
         return TcpStream(container=self.stream_from, target=f"{self.lab.internet.resolver.ipv4}:{TCP_PORT}",

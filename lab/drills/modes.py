@@ -47,6 +47,8 @@ class Mode:
     takeover_within_master_down: ClassVar[bool] = False
     # The fault fails the tenant's health checks: its keepalived must enter FAULT.
     faults: ClassVar[bool] = False
+    # The restore starts the tenant's keepalived again.
+    restarts_vrrp: ClassVar[bool] = False
 
     def __init__(self, access: LabAccess, tenant: str, family: str):
         self.access, self.lab, self.tenant, self.family = access, access.lab, tenant, family
@@ -68,6 +70,16 @@ class Mode:
         """The tenant that must hold the gateway while the fault is on."""
         master = self.lab.master()
         return self.lab.peer(self.tenant) if self.moves_gateway and master == self.tenant else master
+
+    def expected_transitions(self) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
+        """Per tenant VM, the VRRP states the fault explains, in order: while it is on, and after
+        the restore. Any other transition is spurious."""
+        master, peer = self.lab.master(), self.lab.peer(self.tenant)
+        moved = self.expected_gateway() != master
+        back = (("BACKUP", "MASTER") if self.tenant == master else ("BACKUP",)
+                ) if self.faults or self.restarts_vrrp else ()
+        return {self.vm: (("FAULT",) if self.faults else (), back),
+                self.lab.tenants[peer].vm: (("MASTER",), ("BACKUP",)) if moved else ((), ())}
 
     def background(self) -> list[Background]:
         """The mode's own recorders, run on the nodes alongside the probers throughout."""
@@ -162,6 +174,7 @@ class Crash(Mode):
     help = "kill its keepalived"
     leaves_vips = True
     takeover_within_master_down = True
+    restarts_vrrp = True
 
     @property
     def what(self) -> str:

@@ -99,6 +99,15 @@ class GatewayReport(_Json):
     tcp: TcpStream | None = None
     ok: bool = False
     problems: list[str] = field(default_factory=list)
+    # Added with repeated drills (older reports load without them):
+    master: str = ""  # the VM holding the gateway when the drill began
+    failback_s: float | None = None  # restore -> the master alone holds both VIPs again
+    spurious: list[str] = field(default_factory=list)  # VRRP transitions the fault does not explain
+
+    @property
+    def moved(self) -> bool:
+        """The fault moved the gateway (so there was a takeover and a failback to time)."""
+        return bool(self.master) and self.master != self.expected_gateway
 
     def rows(self) -> list[tuple[str, str]]:
         """(container, family) of every probe series, in report order, families sorted (4 before 6)."""

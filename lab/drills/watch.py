@@ -43,6 +43,7 @@ class Watch(threading.Thread):
     holders: dict[str, list[str]] = field(default_factory=dict)
     observed: dict[str, float] = field(default_factory=dict)  # what the mode saw wrong: first seen
     duplicate: bool = False
+    alone: list[tuple[float, str | None]] = field(default_factory=list)  # (t, holder()) at each change
     stopping: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
@@ -90,6 +91,15 @@ class Watch(threading.Thread):
             self.event(f"VIPs on both tenants: {' '.join(both)}{why}", "host")
         self.duplicate = bool(both)
         self.holders = now
+        if not self.alone or self.alone[-1][1] != self.holder():
+            self.alone.append((round(time.time() - self.t0, 3), self.holder()))
+
+    def alone_since(self, tenant: str, t: float) -> float | None:
+        """When the tenant last became the one holding both VIPs, if it is now and that was
+        at or after t."""
+        if not self.alone or self.alone[-1][1] != tenant or self.alone[-1][0] < t:
+            return None
+        return self.alone[-1][0]
 
     def _marks(self, seen: str | None) -> str | None:
         lab = self.access.lab
@@ -111,6 +121,18 @@ class Watch(threading.Thread):
         for what in sorted(before - now):
             self.event(f"no longer: {what}", "host")
         return now
+
+
+def unexplained(seen: list[tuple[float, str]], expected: tuple[str, ...]) -> list[tuple[float, str]]:
+    """The transitions of `seen` that are not the next of `expected` states (in order; an
+    expected state may be skipped: keepalived need not pass through it)."""
+    out, i = [], 0
+    for t, state in seen:
+        if state in expected[i:]:
+            i = expected.index(state, i) + 1
+        else:
+            out.append((t, state))
+    return out
 
 
 def transitions(access: LabAccess, t0: float) -> list[Event]:

@@ -268,6 +268,7 @@ class Vrrp(Model):
     instances: VrrpInstances
     track: Track
     emulated: VrrpTiming | None = None  # on VMs without KVM (QEMU's TCG): lab/deployment.py
+    profile: Literal["seed", "fast"] = "seed"  # the timing profile: lab/deployment.py
 
 
 class DhcpRange(Model):

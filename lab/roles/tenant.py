@@ -19,13 +19,21 @@ SCRIPTS = ("/usr/local/bin/keepalived_check_ipv4.sh", "/usr/local/bin/keepalived
            "/usr/local/bin/keepalived_notify.sh", "/usr/local/bin/keepalived_notify_fifo.sh")
 STATUS = "/var/run/keepalived_status"  # the seed's notify script: the last transition
 TRANSITIONS = "/var/run/keepalived_transitions"  # vxlab's notify line: every one, timestamped
+# The fast profile's (lab/deployment.py): rendered for it only, one instance per family
+PROBER = "/usr/local/bin/vxlab_uplink_prober.sh"
+PROBER_UNIT = "/etc/systemd/system/vxlab-uplink-prober@.service"
 DAEMONS = {"keepalived": "/run/keepalived.pid", "radvd": "/run/radvd.pid"}  # their main pid files
 # keepalived's own three processes: the parent, its VRRP child, its checkers child
 KEEPALIVED_PIDS = {k: f"/run/{k}.pid" for k in ("keepalived", "keepalived_vrrp", "keepalived_checkers")}
 
 
-def services(t: Target) -> tuple[Service, Service]:
+def services(t: Target) -> tuple[Service, ...]:
+    """radvd, keepalived, and with the fast profile its uplink probers (started first: they
+    write the files keepalived tracks)."""
     p = t.path
+    probers = tuple(Service(f"uplink-prober-{fam}", ("bash", p(PROBER), fam),
+                            unit=f"vxlab-uplink-prober@{fam}") for fam in ("ipv4", "ipv6")
+                    if PROBER in t.files)
     radvd = Service("radvd", ("radvd", "--nodaemon", "--logmethod", "stderr", "--config", p(RADVD),
                               "--pidfile", p(DAEMONS["radvd"])), unit="radvd",
                     pidfiles=(p(DAEMONS["radvd"]),))
@@ -35,14 +43,18 @@ def services(t: Target) -> tuple[Service, Service]:
         "--use-file", p(KEEPALIVED), "--pid", pids["keepalived"],
         "--vrrp_pid", pids["keepalived_vrrp"], "--checkers_pid", pids["keepalived_checkers"],
         "--config-id", t.spec.name), unit="keepalived", pidfiles=tuple(pids.values()))
-    return radvd, keepalived
+    return (*probers, radvd, keepalived)
 
 
 def apply(t: Target) -> None:
     changed = place(t)
     sysctl(t)
     ifupdown(t)
-    radvd, keepalived = services(t)
+    *probers, radvd, keepalived = services(t)
+    if PROBER_UNIT in changed and t.node.kind == "VM":  # systemd reads a new unit file on reload
+        t.node.run(["systemctl", "daemon-reload"])
+    for prober in probers:
+        service(t, prober, PROBER in changed)
     service(t, radvd, RADVD in changed)
     service(t, keepalived, bool(changed & {KEEPALIVED, *SCRIPTS}))
 

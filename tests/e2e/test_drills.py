@@ -130,6 +130,34 @@ def test_blue_is_backup_so_the_gateway_stays_on_green(elab, mode):
         assert any(e.what == "blueVM enters FAULT" for e in report.events), drills.summary(report)
 
 
+def test_repeated_uplink_drill_through_the_task(elab, lab_file, tmp_path):
+    """`--repeat 3`: three trials back to back, each from the initial state, the JSON with every
+    trial and the summary, the CDF drawn; `--bound` below the detection time fails the drill
+    naming trial and container."""
+    out, cdf = tmp_path / "series.json", tmp_path / "cdf.png"
+    p = subprocess.run([sys.executable, "-m", "invoke", "failover.green", "--lab", str(lab_file),
+                        "--mode", "uplink", "--repeat", "3", "--json", str(out), "--plot", str(cdf),
+                        "--bound", "1000"], cwd=ROOT, capture_output=True, text=True)
+    series = drills.load(out.read_text())
+    assert isinstance(series, drills.GatewaySeries)
+    assert series.ok and series.passed == 3 and len(series.trials) == 3, p.stdout + p.stderr
+    for report in series.trials:
+        check_common(report, "blueVM", elab)
+        assert report.master == "greenVM" and report.moved and report.failback_s is not None
+    assert series.spurious == 0, [r.spurious for r in series.trials]
+    assert series.takeover_s.n == series.failback_s.n == 3
+    assert len(series.rows) == 6 * 2
+    for row in series.rows:  # every prober lost about the detection time in every trial
+        assert row.outage_ms.n == 3 and row.outage_ms.open == 0
+        assert 2000 <= row.outage_ms.min <= row.outage_ms.max <= 6000, row
+    assert cdf.read_bytes().startswith(b"\x89PNG")
+    # the drill held, but the outages are over the bound: exit 1, each named
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "over the bound: trial 1: " in p.stdout and "> bound 1000 ms" in p.stdout
+    assert "trial 3/3: PASS" in p.stdout
+    assert "FAULT ON p50" in p.stdout and "spurious VRRP transitions: 0 (in 0 of 3 trials)" in p.stdout
+
+
 def test_dhcp_primary_down_secondary_gives_the_lease(elab):
     report = drills.dhcp(elab)
     assert report.ok, drills.dhcp_summary(report)

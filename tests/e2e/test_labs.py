@@ -1,6 +1,7 @@
-"""A classroom on one machine: two labs made from one description with `--set`, brought up at
-the same time, listed by `invoke ls`, each acted on by name; a drill in one leaves the other's
-checks green, and `down` of one leaves the other as it was. Through the CLI, as typed."""
+"""A classroom on one machine: two labs made from one description with `--set` (one with light
+containers, one with LXD), brought up at the same time, listed by `invoke ls`, each acted on by
+name; an uplink drill in one costs the other not one ping, and `down` of one leaves the other as
+it was. Through the CLI, as typed."""
 
 from __future__ import annotations
 
@@ -12,11 +13,11 @@ from pathlib import Path
 import pytest
 from conftest import needs_root
 
-pytestmark = [needs_root("keepalived", "dhcpd", "radvd", "ifup", "dnsmasq"), pytest.mark.e2e]
+pytestmark = [needs_root("keepalived", "dhcpd", "radvd", "ifup", "dnsmasq", "lxd"), pytest.mark.e2e]
 
 ROOT = Path(__file__).resolve().parents[2]
 ALICE, BOB = "vxalice", "vxbob"
-LIGHT = ("--set", "containers.driver=netns")
+LIGHT, LXD = ("--set", "containers.driver=netns"), ("--set", "containers.driver=lxd")
 
 
 def invoke(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -56,21 +57,25 @@ def two_labs():
 
 def test_two_labs_side_by_side(two_labs):
     ups = [start("up", "--set", f"name={ALICE}", *LIGHT),
-           start("up", "--set", f"name={BOB}", *LIGHT, "--set", "tenants.blue.clients=[blueC0]")]
+           start("up", "--set", f"name={BOB}", *LXD, "--set", "tenants.blue.clients=[blueC0]")]
     for p in ups:
         assert "is up and converged" in finish(p)
     labs = listed()
-    for name in (ALICE, BOB):
-        assert labs[name]["substrate"] == "embedded" and labs[name]["driver"] == "netns"
+    for name, driver in ((ALICE, "netns"), (BOB, "lxd")):
+        assert labs[name]["substrate"] == "embedded" and labs[name]["driver"] == driver
         assert labs[name]["state"] == "converged", labs[name]
     # bob runs as it was built: its one blue client, whatever the file now says
     bob = json.loads(invoke("status", "--json", "--set", f"name={BOB}").stdout)
     assert "blueC1" not in {n["node"] for n in bob["nodes"]} and bob["converged"]
 
     drill = start("failover.green", "--set", f"name={ALICE}", "--mode", "uplink")
-    checks = invoke("test.connectivity", "--set", f"name={BOB}", "--wait", "30")  # while alice fails over
+    # while alice's green loses its uplink and blue takes over: bob's client pings every 50 ms
+    pings = invoke("exec", "--set", f"name={BOB}", "blueC0", "--", "ping", "-q", "-i", "0.05", "-c", "200",
+                   "9.9.9.9")
+    assert " 0% packet loss" in pings.stdout, pings.stdout
+    assert "PASS" in finish(drill)
+    checks = invoke("test.connectivity", "--set", f"name={BOB}", "--wait", "30")
     assert "0 failed" in checks.stdout, checks.stdout
-    finish(drill)
 
     invoke("down", "--set", f"name={ALICE}")
     assert namespaces(ALICE) == [] and namespaces(BOB)

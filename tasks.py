@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json as _json
 import os
 import shlex
@@ -401,6 +402,6 @@ ns.add_collection(Collection("host", host_up, host_down))
 # Every task that reads the lab description takes `--set KEY=VALUE`, repeatable.
 SET = "KEY=VALUE: change the lab description for this run (repeatable), e.g. --set name=alice"
 for _task in (t for coll in (ns, *ns.collections.values()) for t in coll.tasks.values()):
-    if "set_" in _task.help or "lab" in _task.help:
+    if "set_" in inspect.signature(_task.body).parameters:
         _task.iterable = [*_task.iterable, "set_"]
         _task.help["set_"] = SET

@@ -59,6 +59,9 @@ def _guard(fn, *args):
         raise Exit(str(e), code=2) from None
     except (RuntimeError, TimeoutError) as e:
         raise Exit(f"error: {e}", code=1) from None
+    except OSError as e:  # e.g. --json, --junit, --plot or --write naming a path that cannot be written
+        where = f"{e.filename}: " if e.filename else ""
+        raise Exit(f"error: {where}{e.strerror or e}", code=1) from None
 
 
 @task(name="render", help={"lab": LAB, "out": "directory to write DIR/<node>/<path on the node>",
@@ -364,6 +367,8 @@ def plot_(c, report, out=None):
         print(plot.plot(data, Path(out) if out else src.with_suffix(".png")))
     except ValueError as e:
         raise Exit(str(e), code=2) from None
+    except OSError as e:
+        raise Exit(f"cannot write {e.filename or out}: {e.strerror or e}", code=1) from None
 
 
 @task(help={"lab": LAB})

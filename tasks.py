@@ -361,8 +361,10 @@ def plot_(c, report, out=None):
     src = Path(report)
     try:
         data = drills.load(src.read_text())
-    except (OSError, ValueError) as e:
-        raise Exit(f"cannot read the drill report {src}: {e}", code=2) from None
+    except OSError as e:
+        raise Exit(f"cannot read the drill report {src}: {e.strerror or e}", code=2) from None
+    except ValueError as e:  # pydantic's own text spans lines: its first says what is wrong
+        raise Exit(f"{src} is not a drill report: {' '.join(str(e).splitlines()[:2])}", code=2) from None
     try:
         print(plot.plot(data, Path(out) if out else src.with_suffix(".png")))
     except ValueError as e:

@@ -56,6 +56,9 @@ def apply(t: Target) -> None:
     for prober in probers:
         service(t, prober, PROBER in changed)
     service(t, radvd, RADVD in changed)
+    # keepalived's first check must reach the Internet through the router: one that fails
+    # costs `rise` more checks (3 s) before VRRP even starts its master-down wait
+    t.upstream_ready()
     service(t, keepalived, bool(changed & {KEEPALIVED, *SCRIPTS}))
 
 

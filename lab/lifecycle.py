@@ -8,6 +8,7 @@ Run again on a running lab it converges it: what changed is re-applied, what die
 
 from __future__ import annotations
 
+import threading
 import time
 
 from lab import checks, model, roles
@@ -60,12 +61,24 @@ def converge(rt: Runtime, report: Reporter | None = None, timeout: float | None 
     try:
         with rt.lock():
             stage("machines", "machines and wires")
-            rt.machines(note)
-            files = render(lab, rt.deployment)
+            rendered: list[dict] = []  # the files, rendered while the machines are made (CPU | waits)
+            parallel(lambda job: job(), [lambda: rt.machines(note),
+                                         lambda: rendered.append(render(lab, rt.deployment))])
+            files = rendered[0]
+
+            router_done = threading.Event()
 
             def apply(spec: model.Node) -> None:
-                actions = roles.apply(rt.target(spec, files[spec.name]))
+                target = rt.target(spec, files[spec.name])
+                target.upstream_ready = router_done.wait
+                actions = roles.apply(target)
                 note(f"{spec.name}: {', '.join(actions) if actions else 'unchanged'}")
+
+            def router() -> None:
+                try:
+                    apply(lab.node(lab.router.vm))
+                finally:  # failed too: nobody waits for it any longer
+                    router_done.set()
 
             def tenant(name: str) -> None:
                 t_ = lab.tenants[name]
@@ -74,8 +87,7 @@ def converge(rt: Runtime, report: Reporter | None = None, timeout: float | None 
                 apply(lab.node(t_.dhcp_server.name))
 
             stage("nodes", "the router | each tenant: its VM, its containers, its DHCP server")
-            parallel(lambda job: job(), [lambda: apply(lab.node(lab.router.vm)),
-                                         *(lambda n=n: tenant(n) for n in lab.tenants)])
+            parallel(lambda job: job(), [router, *(lambda n=n: tenant(n) for n in lab.tenants)])
             # The DHCP failover pair serving first: an LXD client's ifup gives up after one try.
             stage("DHCP pair", "the DHCP failover pair")
             pair = checks.dhcp_pair(lab, rt.node)

@@ -83,3 +83,27 @@ def test_the_modes_come_from_the_registry():
     assert all(f"{name} (" in drills.help_text() for name in drills.MODES)
     with pytest.raises(drills.DrillError, match="--mode must be one of probe, uplink, crash, radvd, not 'x'"):
         drills.modes.get("x")
+
+
+def test_a_big_lab_s_summary_names_the_worst_series_and_counts_the_rest():
+    names = [f"blueC{i}" for i in range(100)]
+    report = GatewayReport(
+        drill="failover.green", mode="uplink", ok=False,
+        probes={c: {"4": [Probe(0.0, True)], "6": [Probe(0.0, True)]} for c in names},
+        outages=[Outage(container="blueC7", family="4", start=1.0, end=1.5, ms=500, lost=10,
+                        phase="failover"),
+                 Outage(container="blueC42", family="6", start=9.0, end=None, ms=None, lost=3,
+                        phase="failback")]
+        + [Outage(container=c, family="4", start=1.0, end=1.1, ms=100, lost=2, phase="failover")
+           for c in names[50:60]])
+    rows = [line for line in drills.summary(report).splitlines() if "IPv" in line]
+    assert len(rows) == drills.report.WORST
+    assert rows[0].split()[:2] == ["blueC42", "IPv6"]  # never answered again: the worst
+    assert rows[1].split()[:2] == ["blueC7", "IPv4"]
+    assert drills.summary(report).splitlines()[-1] == "  ... 190 more series: 2 lost probes, at most 100 ms"
+
+
+def test_a_small_lab_s_summary_lists_every_series_in_order():
+    report = a_report()
+    rows = [line.split()[:2] for line in drills.summary(report).splitlines() if line.startswith("  blueC")]
+    assert rows == [["blueC0", "IPv4"], ["blueC0", "IPv6"]]

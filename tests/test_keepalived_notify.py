@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
 
 from lab import model, render
@@ -53,3 +54,40 @@ def test_the_fifo_script_passes_the_group_transitions_in_order(tmp_path):
     history = (node / "var/run/keepalived_transitions").read_text().splitlines()
     assert [line.split()[1:] for line in history] == [
         ["GROUP", "vrrp_group", s, "0"] for s in ("BACKUP", "MASTER", "BACKUP")]
+
+
+def test_becoming_master_reloads_radvd_for_an_ra_at_once(tmp_path):
+    node = _rendered_under(tmp_path)
+    fifo, hups = node / "run/keepalived_notify.fifo", node / "hups"
+    fifo.parent.mkdir(parents=True)
+    os.mkfifo(fifo)
+    # radvd's stand-in: counts its SIGHUPs (a reload: radvd then sends an RA at once)
+    radvd = subprocess.Popen(["bash", "-c", f"trap 'echo hup >> {hups}' HUP; "
+                                            "while :; do sleep 0.05; done"])
+    try:
+        (node / "run/radvd.pid").write_text(f"{radvd.pid}\n")
+        reader = subprocess.Popen([str(node / "usr/local/bin/keepalived_notify_fifo.sh"), str(fifo)])
+        with open(fifo, "w") as w:
+            w.write("\n".join(LINES) + "\n")
+        assert reader.wait(timeout=30) == 0
+        for _ in range(40):
+            if hups.exists():
+                break
+            time.sleep(0.05)
+        time.sleep(0.2)
+        assert hups.read_text() == "hup\n"  # one sync group MASTER, one reload; none for BACKUP
+    finally:
+        radvd.kill()
+        radvd.wait()
+
+
+def test_no_radvd_running_does_not_stop_the_notifications(tmp_path):
+    node = _rendered_under(tmp_path)
+    fifo = node / "run/keepalived_notify.fifo"
+    fifo.parent.mkdir(parents=True)
+    os.mkfifo(fifo)
+    reader = subprocess.Popen([str(node / "usr/local/bin/keepalived_notify_fifo.sh"), str(fifo)])
+    with open(fifo, "w") as w:
+        w.write('GROUP "vrrp_group" MASTER 0\n')
+    assert reader.wait(timeout=30) == 0
+    assert tenant.vrrp_state((node / "var/run/keepalived_status").read_text()) == "MASTER"

@@ -2,6 +2,7 @@
 
 import contextlib
 import threading
+import time
 
 import pytest
 
@@ -80,6 +81,41 @@ def test_converge_orders_the_stages_the_same_for_every_runtime(stubbed, capsys):
     spent = out.rstrip().splitlines()[-1].split("converged; where the time went: ")[1]
     assert [x.rsplit(" ", 2)[0] for x in spent.split(", ")] == [
         "machines", "nodes", "DHCP pair", "clients", "convergence"]
+
+
+def test_the_tenants_keepalived_waits_for_the_router(stubbed, monkeypatch):
+    """A tenant's first health check goes through the router: one that fails costs seconds."""
+    lab = model.load()
+    rt = FakeRuntime(lab)
+    tenant_vms = {t.vm for t in lab.tenants.values()}
+
+    def apply(target):
+        if target.spec.name == lab.router.vm:
+            time.sleep(0.2)  # a router slower than the tenants
+            rt.record("router applied")
+        elif target.spec.name in tenant_vms:
+            target.upstream_ready()  # where the tenant role starts keepalived
+            rt.record(f"keepalived {target.spec.name}")
+        return []
+
+    monkeypatch.setattr(lifecycle.roles, "apply", apply)
+    lifecycle.converge(rt)
+    assert all(rt.calls.index("router applied") < rt.calls.index(f"keepalived {vm}") for vm in tenant_vms)
+
+
+def test_a_router_that_fails_releases_the_tenants(stubbed, monkeypatch):
+    lab = model.load()
+    rt = FakeRuntime(lab)
+
+    def apply(target):
+        if target.spec.name == lab.router.vm:
+            raise RuntimeError("routerVM: ifup failed")
+        target.upstream_ready()
+        return []
+
+    monkeypatch.setattr(lifecycle.roles, "apply", apply)
+    with pytest.raises(RuntimeError, match="ifup failed"):
+        lifecycle.converge(rt)  # and does not hang
 
 
 def test_converge_waits_for_the_runtimes_problems_and_names_them(stubbed):

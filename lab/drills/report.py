@@ -134,22 +134,35 @@ class DhcpReport(_Json):
 
 # -- for people ------------------------------------------------------------------------------------
 
+WORST = 10  # series shown by name when a big lab probes more (the worst first)
+
+
 def summary(report: GatewayReport) -> str:
-    """The report for people: the timeline, then outages per container and family."""
+    """The report for people: the timeline, then outages per container and family; in a big
+    lab the worst WORST series by name and one line for the rest."""
     lines = [f"{report.drill} (mode {report.mode}, family {report.family}): "
              + ("PASS" if report.ok else "FAIL")]
     lines += [f"  {e.t:7.2f} s  [{e.clock:>8}]  {e.what}" for e in report.events]
     # the phases split at the restore: what the fault cost, then what its end cost
     lines.append(f"  {'container':10} {'family':6} {'fault on: ms (lost)':>20} {'restored: ms (lost)':>20}")
+    rows = []  # ((never answered again, ms, lost), line) per container and family
     for c, fams in report.probes.items():
         for fam in fams:
-            cells = []
-            for phase in PHASES:
-                os_ = report.outages_of(c, fam, phase)
-                ms = sum(o.ms or 0 for o in os_)
-                lost = sum(o.lost for o in os_)
-                cells.append(f"{ms} ({lost})" if os_ else "0 (0)")
-            lines.append(f"  {c:10} IPv{fam:3} {cells[0]:>20} {cells[1]:>20}")
+            cost = [report.outages_of(c, fam, phase) for phase in PHASES]
+            cells = [f"{sum(o.ms or 0 for o in os_)} ({sum(o.lost for o in os_)})" if os_ else "0 (0)"
+                     for os_ in cost]
+            outs = [o for os_ in cost for o in os_]
+            worst = (any(o.open for o in outs), sum(o.ms or 0 for o in outs), sum(o.lost for o in outs))
+            rows.append((worst, f"  {c:10} IPv{fam:3} {cells[0]:>20} {cells[1]:>20}"))
+    rest: list[tuple[bool, int, int]] = []
+    if len(rows) > WORST + 1:
+        ranked = sorted(rows, key=lambda r: r[0], reverse=True)
+        rows, rest = ranked[:WORST], [w for w, _ in ranked[WORST:]]
+    lines += [line for _, line in rows]
+    if rest:
+        hit = [w for w in rest if w[1] or w[2]]
+        lines.append(f"  ... {len(rest)} more series: " + (
+            f"{len(hit)} lost probes, at most {max(w[1] for w in hit)} ms" if hit else "none lost a probe"))
     tcp = report.tcp
     if tcp is not None:
         lines.append(f"  TCP stream {tcp.container} -> {tcp.target}: "

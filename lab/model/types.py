@@ -287,6 +287,7 @@ class Dhcp(Model):
     mclt: Seconds
     split: Annotated[StrictInt, Field(ge=0, le=256)]
     load_balance_max_seconds: Annotated[StrictInt, Field(ge=1, le=255)]  # dhcpd: secs, a byte
+    ping_check: StrictBool = True  # dhcpd's default (the seed's): ping an address before offering it
 
 
 class Radvd(Model):

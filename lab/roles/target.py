@@ -24,6 +24,8 @@ class Target:
     files: dict[str, File]
     light: bool = False  # a container that is only a namespace: no init, shared /etc
     rewire: Callable[[], None] = lambda: None  # remake wires that ifdown deleted
+    # blocks until the nodes its health checks reach are provisioned (a tenant's: the router)
+    upstream_ready: Callable[[], object] = lambda: None
     actions: list[str] = field(default_factory=list)
 
     @classmethod

@@ -7,6 +7,7 @@ import re
 from collections.abc import Callable
 
 from lab.facts import Fact, Nic, dead, nic, read
+from lab.host.wait import until
 from lab.model import Lab
 from lab.roles.common import ifupdown, place, service, sysctl
 from lab.roles.target import Target
@@ -22,6 +23,7 @@ TRANSITIONS = "/var/run/keepalived_transitions"  # vxlab's notify line: every on
 # The fast profile's (lab/deployment.py): rendered for it only, one instance per family
 PROBER = "/usr/local/bin/vxlab_uplink_prober.sh"
 PROBER_UNIT = "/etc/systemd/system/vxlab-uplink-prober@.service"
+UPSTREAM_WAIT = 10  # s: then keepalived starts anyway (and its checks say what fails)
 DAEMONS = {"keepalived": "/run/keepalived.pid", "radvd": "/run/radvd.pid"}  # their main pid files
 # keepalived's own three processes: the parent, its VRRP child, its checkers child
 KEEPALIVED_PIDS = {k: f"/run/{k}.pid" for k in ("keepalived", "keepalived_vrrp", "keepalived_checkers")}
@@ -56,6 +58,12 @@ def apply(t: Target) -> None:
     for prober in probers:
         service(t, prober, PROBER in changed)
     service(t, radvd, RADVD in changed)
+    if not t.node.running(keepalived):
+        # keepalived's first check must reach the Internet through the router: one that
+        # fails costs `rise` more checks (3 s) before VRRP even starts its master-down wait
+        t.upstream_ready()
+        checks = [t.path(s) for s in SCRIPTS if "_check_" in s and s in t.files]  # the seed profile's
+        until(lambda: all(t.node.run([c], check=False).ok for c in checks), UPSTREAM_WAIT)
     service(t, keepalived, bool(changed & {KEEPALIVED, *SCRIPTS}))
 
 

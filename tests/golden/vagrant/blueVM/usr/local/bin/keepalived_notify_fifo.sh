@@ -6,5 +6,10 @@
 while read -r kind name state priority; do
         if [ "$kind" = GROUP ]; then
                 /usr/local/bin/keepalived_notify.sh "$kind" "${name//\"/}" "$state" "$priority"
+                # vxlab: the first RA as soon as the VIPs are ours: radvd (AdvRASrcAddress) would
+                # wait a second after the VIP appears, and a reload sends one at once
+                if [ "$state" = MASTER ]; then
+                        kill -HUP "$(cat /run/radvd.pid 2>/dev/null)" 2>/dev/null || true
+                fi
         fi
 done < "$1"

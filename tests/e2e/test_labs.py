@@ -81,3 +81,24 @@ def test_two_labs_side_by_side(two_labs):
     assert namespaces(ALICE) == [] and namespaces(BOB)
     labs = listed()
     assert ALICE not in labs and labs[BOB]["state"] == "converged"
+
+
+BIG = "vxbig"
+
+
+@pytest.fixture
+def big_lab():
+    invoke("down", "--set", f"name={BIG}")
+    yield
+    invoke("down", "--set", f"name={BIG}")
+
+
+def test_a_tenant_of_50_clients(big_lab):
+    assert "is up and converged" in finish(start("up", "--set", f"name={BIG}", *LIGHT,
+                                                 "--set", "tenants.blue.clients=50"))
+    checks = invoke("test.connectivity", "--set", f"name={BIG}", "--wait", "30")
+    # one line per check over all its nodes: 50 blue clients and green's 2
+    assert f"ok   {'addressing.lease':24} 52 of 52 nodes" in checks.stdout, checks.stdout
+    assert "0 failed" in checks.stdout and len(checks.stdout.splitlines()) < 40, checks.stdout
+    status = invoke("status", "--set", f"name={BIG}").stdout
+    assert "50 clients of blue" in status and "blueC17" not in status, status

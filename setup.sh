@@ -14,6 +14,7 @@ PACKAGES=(
   # the Vagrant substrate: VMs under libvirt/QEMU on an OVS host switch, reached over SSH
   vagrant vagrant-libvirt libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients
   qemu-system-x86 qemu-utils openvswitch-switch nftables openssh-server openssh-client sudo
+  openssl                                    # the lab's LXD client certificate
 )
 
 missing=()

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lab import lifecycle, model, roles
-from lab.embedded import CREATED, EmbeddedLab, recorded
+from lab.embedded import EmbeddedLab, recorded
+from lab.embedded import age as embedded_age
 from lab.embedded import labs as embedded_labs
 from lab.facts import Fact, read
 from lab.host.run import sh
@@ -126,15 +127,9 @@ def capture(elab: Runtime, name: str, iface: str, write: str | None, count: int 
 def labs(here: model.Lab) -> list[dict]:
     """Every lab on this host: the embedded ones (each as it was built) and this directory's
     Vagrant VMs; with substrate, driver, state and age."""
-    import time
-
-    from lab.substrate.netns import STATE
-
     out = []
     for name in embedded_labs():
-        lab = recorded(name)
-        made = STATE / name / CREATED
-        age = time.time() - (made if made.exists() else STATE / name).stat().st_mtime
+        lab, age = recorded(name), embedded_age(name)
         if lab is None:
             out.append({"lab": name, "substrate": "embedded", "driver": "?",
                         "state": "unknown (no description recorded: built by an older vxlab)",

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from typing import TYPE_CHECKING
 
 import yaml
@@ -44,6 +45,12 @@ def recorded(name: str) -> model.Lab | None:
         return model.parse(f.read_text(), f)
     except (OSError, model.LabError):
         return None
+
+
+def age(name: str) -> float:
+    """Seconds since the lab's first up."""
+    made = STATE / name / CREATED
+    return time.time() - (made if made.exists() else STATE / name).stat().st_mtime
 
 
 def labs() -> list[str]:

@@ -70,6 +70,11 @@ def check_common(report: drills.GatewayReport, expected_gateway: str, elab) -> N
     assert all(n <= 2 for n in lost(report, "failback").values()), lost(report, "failback")
 
 
+def moved(whats: list[str], prefix: str) -> set[str]:
+    """Every VIP the events starting with prefix name."""
+    return {vip for w in whats if w.startswith(prefix) for vip in w[len(prefix):].split()}
+
+
 def test_seed_drill_green_loses_nothing(elab, lab_file, tmp_path):
     """The seed's drill through the task, as users type it, with its JSON report."""
     out = tmp_path / "report.json"
@@ -82,8 +87,10 @@ def test_seed_drill_green_loses_nothing(elab, lab_file, tmp_path):
     whats = [e.what for e in report.events]
     assert any("greenVM enters FAULT" in w for w in whats)
     assert any("blueVM enters MASTER" in w for w in whats)
-    vips = " ".join(str(v.vip.ip) for v in (elab.lab.vrrp.instances.ipv4, elab.lab.vrrp.instances.ipv6))
-    assert f"VIPs leave greenVM: {vips}" in whats and f"VIPs arrive on blueVM: {vips}" in whats
+    vips = {str(v.vip.ip) for v in (elab.lab.vrrp.instances.ipv4, elab.lab.vrrp.instances.ipv6)}
+    # Each family's instance moves on its own, so the VIPs may leave or arrive in one event or two.
+    assert moved(whats, "VIPs leave greenVM: ") == vips, whats
+    assert moved(whats, "VIPs arrive on blueVM: ") == vips, whats
     assert any(w.startswith("router marks the containers' flows 220") for w in whats)
     assert "PASS" in p.stdout
 

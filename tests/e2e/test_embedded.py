@@ -160,14 +160,15 @@ def test_the_seeds_drill_and_the_dhcp_drill(elab):
 
 
 def processes(netns: str) -> list[str]:
-    """The programs running in a namespace, but LXD's own short-lived file helpers."""
+    """The programs running in a namespace, but the short-lived ones: LXD's file helpers and
+    keepalived's check scripts (run every second, so a snapshot may catch one)."""
     out = []
     for pid in sh("ip", "netns", "pids", netns).split():
         try:
             argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except FileNotFoundError:
             continue
-        if b"forkfile" not in argv:
+        if b"forkfile" not in argv and not any(b"keepalived_check_" in a for a in argv):
             out.append(Path(argv[0].decode()).name)
     return sorted(out)
 

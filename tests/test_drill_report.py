@@ -42,7 +42,8 @@ def test_the_json_keeps_the_field_names_reports_always_had():
     data = json.loads(a_report().to_json())
     assert list(data) == ["drill", "tenant", "mode", "family", "lab", "clock", "interval",
                           "expected_gateway", "takeover_s", "master_down_s", "events", "probes",
-                          "outages", "tcp", "ok", "problems", "master", "failback_s", "spurious"]
+                          "outages", "tcp", "ok", "problems", "master", "failback_s", "spurious",
+                          "vips_on_both_s"]
     assert data["events"][1] == {"t": 2.5, "what": "greenVM enters FAULT", "node": "greenVM",
                                  "clock": "greenVM"}
     assert data["probes"]["blueC0"]["4"][1] == [0.05, False]

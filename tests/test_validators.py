@@ -125,7 +125,8 @@ def shell_scripts(root: Path) -> None:
     scripts = sorted(root.glob("*/usr/local/bin/*.sh")) + sorted(root.glob("*/etc/default/*"))
     probers = sorted(root.glob("*/usr/local/bin/vxlab_uplink_prober.sh"))  # the fast profile's
     assert len(probers) in (0, 2)
-    assert len(scripts) - len(probers) == 2 * 4 + 2  # tenants' checks, notify, notify FIFO; dhcpd's defaults
+    # tenants' checks, notify, notify FIFO, VIP release; dhcpd's defaults
+    assert len(scripts) - len(probers) == 2 * 5 + 2
     for s in scripts:
         ok(run(["bash", "-n", str(s)]))
         first = Path(s).read_text().splitlines()[0]

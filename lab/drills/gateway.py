@@ -115,8 +115,7 @@ class Drill:
                                         fam, self.interval)
                        for c in self.containers for fam in ("4", "6")}
         self.stream = tcp_stream(self.access.node(self.stream_from), str(res.ipv4), self.interval)
-        self.watch = Watch(self.access, self.t0, leaves_vips=self.fault.leaves_vips,
-                           observe=self.fault.observe)
+        self.watch = Watch(self.access, self.t0, observe=self.fault.observe)
         self.timeline = Timeline(self.t0, self.progress)
         self.recorders = self.fault.background()
         injected = None
@@ -161,9 +160,6 @@ class Drill:
 
     def _await_takeover(self, injected: float) -> None:
         def moved() -> bool:
-            # A fault that leaves VIPs behind: the expected tenant holding both is the takeover.
-            if self.fault.leaves_vips:
-                return len(self.watch.holders.get(self.expect, [])) == 2
             return self.watch.holder() == self.expect
 
         vm = self.vm(self.expect)
@@ -232,7 +228,7 @@ class Drill:
             events=sorted(self.timeline.events + self.watch.events + seen, key=lambda e: e.t),
             tcp=self._tcp(tcp_out), master=self.vm(master),
             failback_s=None if since is None else round(since - restore_t, 2),
-            spurious=self._spurious(seen))
+            spurious=self._spurious(seen), vips_on_both_s=self.watch.overlap())
         for (c, fam), text in texts.items():
             series = parse_ping(text, self.t0, self.interval)
             report.probes.setdefault(c, {})[fam] = series
@@ -246,6 +242,9 @@ class Drill:
             self.problems.append(f"the TCP stream from {self.stream_from} did not survive: "
                                  f"{report.tcp.detail}")
         self.problems += [f"{what} (at {t:.2f} s)" for what, t in self.watch.observed.items()]
+        if report.vips_on_both_s > self.fault.overlap_s:
+            self.problems.append(f"a VIP was on both tenants for {report.vips_on_both_s:.2f} s "
+                                 f"(at most {self.fault.overlap_s:g} s: duplicate addresses on VLAN 7)")
         self.problems += self.fault.judge(report, self.t0)
         parallel(Background.remove, self.recorders)
         report.problems, report.ok = self.problems, not self.problems

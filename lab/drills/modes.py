@@ -41,8 +41,8 @@ class Mode:
     help: ClassVar[str]
     # The fault takes the gateway from the tenant if it is the master (else the gateway stays).
     moves_gateway: ClassVar[bool] = True
-    # The faulty tenant may keep its VIPs: the takeover is then the other one holding both.
-    leaves_vips: ClassVar[bool] = False
+    # The longest a VIP may be on both tenants at once (s): duplicate addresses on VLAN 7.
+    overlap_s: ClassVar[float] = 1.0
     # The takeover must come within VRRP's master-down interval (+ the drill's polling).
     takeover_within_master_down: ClassVar[bool] = False
     # The fault fails the tenant's health checks: its keepalived must enter FAULT.
@@ -167,12 +167,11 @@ class Uplink(Mode):
 
 @register
 class Crash(Mode):
-    """keepalived killed: its VIPs stay behind (it cannot remove them), the other tenant must
-    take over within VRRP's master-down interval."""
+    """keepalived killed: it cannot remove its VIPs, the lab's after-exit command must (both
+    substrates run it), and the other tenant must take over within VRRP's master-down interval."""
 
     name = "crash"
     help = "kill its keepalived"
-    leaves_vips = True
     takeover_within_master_down = True
     restarts_vrrp = True
 

@@ -103,6 +103,7 @@ class GatewayReport(_Json):
     master: str = ""  # the VM holding the gateway when the drill began
     failback_s: float | None = None  # restore -> the master alone holds both VIPs again
     spurious: list[str] = field(default_factory=list)  # VRRP transitions the fault does not explain
+    vips_on_both_s: float = 0.0  # how long a VIP was on both tenants at once (to a round of reads)
 
     @property
     def moved(self) -> bool:

@@ -89,6 +89,7 @@ class GatewaySeries(_Json):
     rows: list[Row] = field(default_factory=list)
     takeover_s: Stats = field(default_factory=Stats)   # trials that moved the gateway
     failback_s: Stats = field(default_factory=Stats)
+    vips_on_both_s: Stats = field(default_factory=Stats)  # per trial: a VIP on both tenants at once
     spurious: int = 0        # VRRP transitions the faults do not explain, over all trials
     spurious_trials: int = 0
     ok: bool = False
@@ -103,6 +104,7 @@ class GatewaySeries(_Json):
         return cls(**about, repeat=repeat, passed=sum(r.ok for r in trials), rows=rows(trials),
                    takeover_s=stats([r.takeover_s for r in moved]),
                    failback_s=stats([r.failback_s for r in moved]),
+                   vips_on_both_s=stats([r.vips_on_both_s for r in trials]),
                    spurious=sum(len(r.spurious) for r in trials),
                    spurious_trials=sum(bool(r.spurious) for r in trials),
                    ok=bool(trials) and len(trials) == repeat and not failed and not problems,
@@ -186,6 +188,7 @@ def table(s: GatewaySeries) -> tuple[str, tuple[str, ...], list[tuple[str, ...]]
              "takeover: none (the fault does not move the gateway)",
              f"failback (restore -> the master alone holds both VIPs): {_dist(s.failback_s)}"
              if moved else "",
+             f"a VIP on both tenants at once: {_dist(s.vips_on_both_s)}",
              f"spurious VRRP transitions: {s.spurious} (in {s.spurious_trials} of {len(s.trials)} trials)"]
     below += [f"problem: {p}" for p in s.problems]
     return title, HEADER, out, [b for b in below if b]

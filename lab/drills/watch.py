@@ -37,12 +37,12 @@ class Watch(threading.Thread):
 
     access: LabAccess
     t0: float
-    leaves_vips: bool = False  # the fault leaves a tenant's VIPs behind (a killed keepalived)
     observe: Callable[[], list[str]] = list  # the mode's own watch: what is wrong right now
     events: list[Event] = field(default_factory=list)
     holders: dict[str, list[str]] = field(default_factory=dict)
     observed: dict[str, float] = field(default_factory=dict)  # what the mode saw wrong: first seen
-    duplicate: bool = False
+    both_since: float | None = None  # a VIP is on both tenants since (None: on one at most)
+    both_s: float = 0.0  # how long a VIP was on both tenants at once, in all
     alone: list[tuple[float, str | None]] = field(default_factory=list)  # (t, holder()) at each change
     stopping: threading.Event = field(default_factory=threading.Event)
 
@@ -84,15 +84,23 @@ class Watch(threading.Thread):
                 self.event(f"VIPs leave {vm}: {' '.join(left)}", vm)
             if arrived:
                 self.event(f"VIPs arrive on {vm}: {' '.join(arrived)}", vm)
+        # Timed to a round of reads: the tenants are read one after the other, so a takeover
+        # can show a moment of overlap that was not there.
         both = sorted(set.intersection(*(set(h) for h in now.values())))
-        if both and not self.duplicate:
-            # Otherwise a moment of overlap while one tenant takes over (the reads are not atomic)
-            why = " (the crashed keepalived could not remove its own)" if self.leaves_vips else ""
-            self.event(f"VIPs on both tenants: {' '.join(both)}{why}", "host")
-        self.duplicate = bool(both)
+        if both and self.both_since is None:
+            self.both_since = self.event(f"VIPs on both tenants: {' '.join(both)}", "host")
+        elif not both and self.both_since is not None:
+            t = self.event("VIPs on one tenant again", "host")
+            self.both_s += t - self.both_since
+            self.both_since = None
         self.holders = now
         if not self.alone or self.alone[-1][1] != self.holder():
             self.alone.append((round(time.time() - self.t0, 3), self.holder()))
+
+    def overlap(self) -> float:
+        """How long a VIP was on both tenants at once, until now."""
+        now = round(time.time() - self.t0, 3)
+        return round(self.both_s + (now - self.both_since if self.both_since is not None else 0), 3)
 
     def alone_since(self, tenant: str, t: float) -> float | None:
         """When the tenant last became the one holding both VIPs, if it is now and that was

@@ -18,6 +18,7 @@ RADVD = "/etc/radvd.conf"
 KEEPALIVED = "/etc/keepalived/keepalived.conf"
 SCRIPTS = ("/usr/local/bin/keepalived_check_ipv4.sh", "/usr/local/bin/keepalived_check_ipv6.sh",
            "/usr/local/bin/keepalived_notify.sh", "/usr/local/bin/keepalived_notify_fifo.sh")
+RELEASE = "/usr/local/bin/keepalived_release_vips.sh"  # run once keepalived has exited, killed too
 STATUS = "/var/run/keepalived_status"  # the seed's notify script: the last transition
 TRANSITIONS = "/var/run/keepalived_transitions"  # vxlab's notify line: every one, timestamped
 # The fast profile's (lab/deployment.py): rendered for it only, one instance per family
@@ -44,7 +45,8 @@ def services(t: Target) -> tuple[Service, ...]:
         "keepalived", "--dont-fork", "--log-console", "--log-detail", "--vrrp",
         "--use-file", p(KEEPALIVED), "--pid", pids["keepalived"],
         "--vrrp_pid", pids["keepalived_vrrp"], "--checkers_pid", pids["keepalived_checkers"],
-        "--config-id", t.spec.name), unit="keepalived", pidfiles=tuple(pids.values()))
+        "--config-id", t.spec.name), unit="keepalived", pidfiles=tuple(pids.values()),
+        after_exit=(p(RELEASE),))
     return (*probers, radvd, keepalived)
 
 
@@ -53,8 +55,8 @@ def apply(t: Target) -> None:
     sysctl(t)
     ifupdown(t)
     *probers, radvd, keepalived = services(t)
-    if PROBER_UNIT in changed and t.node.kind == "VM":  # systemd reads a new unit file on reload
-        t.node.run(["systemctl", "daemon-reload"])
+    if t.node.kind == "VM" and any(p.startswith("/etc/systemd/") for p in changed):
+        t.node.run(["systemctl", "daemon-reload"])  # systemd reads new units and drop-ins then
     for prober in probers:
         service(t, prober, PROBER in changed)
     service(t, radvd, RADVD in changed)

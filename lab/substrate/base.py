@@ -50,12 +50,16 @@ class Service:
     `argv` runs it in the foreground with explicit per-node paths (namespaces have no init:
     the substrate supervises it); `unit` is its systemd unit where the node has systemd
     (VMs, LXD containers), which then runs it from the same files at their usual paths.
+    `after_exit` runs once the daemon has exited for any reason, killed too: in a namespace
+    the substrate runs it, under systemd the unit's ExecStopPost (a drop-in among the node's
+    files) names the same command.
     """
 
     name: str
     argv: tuple[str, ...]
     unit: str | None = None
     pidfiles: tuple[str, ...] = ()  # the daemon's own pid files (stale ones block a restart)
+    after_exit: tuple[str, ...] = ()
 
 
 class Node(Protocol):

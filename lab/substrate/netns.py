@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import shutil
 import subprocess
 import time
@@ -114,15 +115,29 @@ class NetnsNode:
                 return
             self.stop(service)
         self._reaped(service)
+        self._after_exit_done(service)
         for f in service.pidfiles:
             self._leftover(Path(f), service)
         log = self.log_file(service)
         log.parent.mkdir(parents=True, exist_ok=True)
+        pidfile = self._pidfile(service)
+        pidfile.unlink(missing_ok=True)
+        argv = list(service.argv)
+        if service.after_exit:
+            # A shell that is the daemon's parent, so that it sees the daemon end however it
+            # ends (killed too), at once: it reaps it (PID 1 here may reap late, and a zombie
+            # still answers kill -0). It writes the daemon's pid; its own is the after-exit's.
+            argv = ["sh", "-c", f'"$@" & echo $! > {shlex.quote(str(pidfile))}; wait $!; rc=$?; '
+                    f'{shlex.join(service.after_exit)}; exit $rc', "supervise", *argv]
         with open(log, "ab") as out:
-            # `ip netns exec` execs the daemon in place: the pid we get is the daemon's own.
-            p = subprocess.Popen([*self._exec, *service.argv], stdin=subprocess.DEVNULL,
+            # `ip netns exec` execs the daemon (or its shell) in place: the pid we get is its own.
+            p = subprocess.Popen([*self._exec, *argv], stdin=subprocess.DEVNULL,
                                  stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        _write(self._pidfile(service), f"{p.pid}\n".encode(), 0o644)
+        if service.after_exit:
+            _write(self._after_exit_pidfile(service), f"{p.pid}\n".encode(), 0o644)
+            until(lambda: process.pid_in(pidfile) is not None or p.poll() is not None, 5, 0.01)
+        else:
+            _write(pidfile, f"{p.pid}\n".encode(), 0o644)
         time.sleep(0.05)
         if p.poll() is not None:
             tail = log.read_text(errors="replace").strip().splitlines()[-5:]
@@ -134,6 +149,25 @@ class NetnsNode:
             process.terminate([pid])
             self._reaped(service)
         self._pidfile(service).unlink(missing_ok=True)
+
+    def _after_exit_pidfile(self, service: Service) -> Path:
+        return self.local(f"/run/vxlab/{service.name}.after-exit.pid")
+
+    def _after_exit_done(self, service: Service, timeout: float = 5) -> None:
+        """Wait until the last instance's supervising shell has run its after-exit command and
+        ended: run late, that command would undo what the new instance sets up (keepalived's
+        VIPs)."""
+        pid = process.pid_in(self._after_exit_pidfile(service))
+        if pid is None:
+            return
+        def done() -> bool:
+            with contextlib.suppress(ChildProcessError):  # ours if started by this process
+                os.waitpid(pid, os.WNOHANG)
+            return not process.runs(pid, "sh", self.netns)
+
+        if not until(done, timeout):
+            process.terminate([pid])
+        self._after_exit_pidfile(service).unlink(missing_ok=True)
 
     def _leftover(self, pidfile: Path, service: Service) -> None:
         """Clear what a dead instance left in one of the daemon's own pid files: a child that
@@ -186,16 +220,6 @@ def _ensure_etc_netns() -> None:
         ETC_NETNS.mkdir()
         STATE.mkdir(parents=True, exist_ok=True)
         (STATE / "etc-netns.created").touch()
-
-
-
-
-
-
-
-
-
-
 
 
 # -- the lab's namespaces and wires --------------------------------------------------------

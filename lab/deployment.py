@@ -28,12 +28,11 @@ class Prober:
     keepalived re-reads on change. keepalived 2.2.7 runs a vrrp_script about once a second
     whatever its interval says (0.05 gave 1.1-1.8 s outages), hence no vrrp_script."""
 
-    interval_s: float = 0.01  # between probes
-    misses: int = 3           # probes unanswered in a row -> the file says 1: FAULT
-    replies: int = 10         # probes answered in a row -> 0 again
+    interval_s: float  # between probes
+    misses: int        # probes unanswered in a row -> the file says 1: FAULT
+    replies: int       # probes answered in a row -> 0 again
 
 
-FAST_ADVERT_S = 0.1  # VRRPv3 adverts (keepalived takes centiseconds for v3)
 PROBES_S = {"seed": 0.05, "fast": 0.01, "emulated": 0.2}  # the drills' probe interval
 
 
@@ -59,9 +58,11 @@ class Deployment:
                 raise ProfileRefused(
                     "vrrp.profile fast is refused on emulated VMs (no KVM): sub-second VRRP timers "
                     f"flap under QEMU's emulation; use the seed profile, or set {FORCE_FAST}=1 to force it")
-            # constructed: lab.yaml's timers are whole seconds, v3's centiseconds are the profile's
-            timing = VrrpTiming.model_construct(advert_int=FAST_ADVERT_S, track=lab.vrrp.track)
-            return cls(form, driver, timing, PROBES_S["fast"], Prober())
+            fast = lab.vrrp.fast
+            # constructed: the seed's advert_int is whole seconds, v3's centiseconds are the profile's
+            timing = VrrpTiming.model_construct(advert_int=fast.advert_ms / 1000, track=lab.vrrp.track)
+            return cls(form, driver, timing, PROBES_S["fast"],
+                       Prober(fast.probe_ms / 1000, fast.misses, fast.replies))
         slow = lab.vrrp.emulated if emulated else None
         timing = slow or VrrpTiming(advert_int=lab.vrrp.advert_int, track=lab.vrrp.track)
         return cls(form, driver, timing, PROBES_S["emulated" if emulated else "seed"])

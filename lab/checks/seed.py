@@ -149,8 +149,9 @@ def gateway(lab: Lab, node: NodeOf) -> Iterable[Check]:
         want = "MASTER" if name == master else "BACKUP"
         yield Check.on("gateway.vrrp", tenant.vrrp(vm), equals(want), f"keepalived reports {want}",
                        converged=True)
-        yield Check.on("gateway.daemons", tenant.daemons(vm), none_dead,
-                       f"{' and '.join(tenant.DAEMONS)} run", converged=True)
+        names = list(tenant.daemon_pids(lab))
+        yield Check.on("gateway.daemons", tenant.daemons(lab, vm), none_dead,
+                       f"{', '.join(names[:-1])} and {names[-1]} run", converged=True)
     for t in lab.tenants.values():
         server = node(t.dhcp_server.name)
         yield Check.on("gateway.daemons", dhcp.daemons(server), none_dead, "dhcpd runs", converged=True)

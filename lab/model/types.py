@@ -260,6 +260,21 @@ class VrrpTiming(Model):
     track: Track
 
 
+def _centiseconds(ms: int) -> int:
+    if ms % 10:
+        raise ValueError(f"VRRPv3 counts adverts in centiseconds: {ms} ms is not a multiple of 10")
+    return ms
+
+
+class FastTiming(Model):
+    """The fast profile's timers (lab/deployment.py), each with its unit in its name."""
+
+    advert_ms: Annotated[StrictInt, Field(ge=10, le=40950), AfterValidator(_centiseconds)]
+    probe_ms: Annotated[StrictInt, Field(ge=2, le=1000)]  # the uplink prober's ping -i (root: >= 2 ms)
+    misses: Count   # probes unanswered in a row -> FAULT
+    replies: Count  # probes answered in a row -> healthy again
+
+
 class Vrrp(Model):
     version: Literal[2, 3]
     sync_group: text(KEEPALIVED_NAME)
@@ -269,6 +284,7 @@ class Vrrp(Model):
     track: Track
     emulated: VrrpTiming | None = None  # on VMs without KVM (QEMU's TCG): lab/deployment.py
     profile: Literal["seed", "fast"] = "seed"  # the timing profile: lab/deployment.py
+    fast: FastTiming = FastTiming(advert_ms=100, probe_ms=10, misses=3, replies=10)
 
 
 class DhcpRange(Model):

@@ -2,6 +2,8 @@
 
 - `TEMPLATES`: its template folders in files/ (laid out like the files they produce);
 - `DAEMONS`: its daemons' own pid files (name: path on the node), how vxlab tells they run;
+  a role whose daemons depend on the lab adds `daemon_pids(lab)` (the tenant: the fast
+  profile's probers);
 - `services(target)`: its daemons, with their per-node paths;
 - `apply(target)`: its recipe: place the rendered files and apply them with the seed's own
   tools (ifupdown, iptables-restore, sysctl, keepalived, radvd, dhcpd, dhclient). Run again,
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
+from lab.model import Lab
 from lab.roles import client, dhcp, internet, router, switch, tenant
 from lab.roles.target import Target
 from lab.substrate.base import Service
@@ -36,4 +39,10 @@ def services(target: Target) -> list[Service]:
     return list(ROLES[target.spec.role].services(target))
 
 
-__all__ = ["ROLES", "Target", "apply", "services"]
+def daemon_pids(lab: Lab, role: str) -> dict[str, str]:
+    """The daemons of a role's node in this lab: name -> its own pid file."""
+    module = ROLES[role]
+    return module.daemon_pids(lab) if hasattr(module, "daemon_pids") else module.DAEMONS
+
+
+__all__ = ["ROLES", "Target", "apply", "daemon_pids", "services"]

@@ -26,6 +26,7 @@ PROBER = "/usr/local/bin/vxlab_uplink_prober.sh"
 PROBER_UNIT = "/etc/systemd/system/vxlab-uplink-prober@.service"
 UPSTREAM_WAIT = 10  # s: then keepalived starts anyway (and its checks say what fails)
 DAEMONS = {"keepalived": "/run/keepalived.pid", "radvd": "/run/radvd.pid"}  # their main pid files
+PROBERS = {f"uplink-prober-{fam}": f"/run/vxlab_uplink_prober_{fam}.pid" for fam in ("ipv4", "ipv6")}
 # keepalived's own three processes: the parent, its VRRP child, its checkers child
 KEEPALIVED_PIDS = {k: f"/run/{k}.pid" for k in ("keepalived", "keepalived_vrrp", "keepalived_checkers")}
 
@@ -92,9 +93,14 @@ def vrrp_state(text: str) -> str | None:
     return m.group(1) if m else None
 
 
-def daemons(node: Node) -> Fact[list[str]]:
-    """keepalived and radvd, where not running."""
-    return dead(node, DAEMONS)
+def daemons(lab: Lab, node: Node) -> Fact[list[str]]:
+    """keepalived and radvd, and the fast profile's uplink probers, where not running."""
+    return dead(node, daemon_pids(lab))
+
+
+def daemon_pids(lab: Lab) -> dict[str, str]:
+    """The tenant's daemons: name -> its own pid file."""
+    return DAEMONS | (PROBERS if lab.vrrp.profile == "fast" else {})
 
 
 def transitions(text: str, since: float) -> list[tuple[float, str]]:

@@ -44,7 +44,9 @@ def test_uplink_loss_costs_well_under_a_second(elab):
     assert all(r.interval == 0.01 for r in series.trials)
     for row in series.rows:
         assert row.outage_ms.open == 0 and row.outage_ms.max <= 1000, row
-        assert row.outage_ms.min > 0, row  # a real loss: every prober saw it
+    # A real fault: it moved the gateway in every trial. (Not every prober need lose a probe: a
+    # container whose IPv6 default router was already blueVM loses none.)
+    assert series.takeover_s.n == len(series.trials) == 3 and series.takeover_s.open == 0, series.takeover_s
     assert series.takeover_s.max <= 1.0, series.takeover_s
 
 

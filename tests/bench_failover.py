@@ -106,10 +106,10 @@ def main() -> None:
     print("\noutages (ms), each (trial, prober)'s longest: while the fault was on | after the restore")
     print(plain_table(("case", "IP", "n", *q, *(f"{k}'" for k in q), "lost"), rows))
     rows = [(name, str(len(r.trials)), str(r.passed), *cells(r.takeover_s, s), *cells(r.failback_s, s),
-             str(r.spurious)) for name, r in results.items()]
+             s(r.vips_on_both_s.max, r.vips_on_both_s.n), str(r.spurious)) for name, r in results.items()]
     print("\ntakeover (s): fault -> the other tenant holds both VIPs | "
-          "failback (s)': restore -> the master alone")
-    print(plain_table(("case", "trials", "passed", *q, *(f"{k}'" for k in q), "spurious"), rows))
+          "failback (s)': restore -> the master alone | both: the longest a VIP was on both tenants")
+    print(plain_table(("case", "trials", "passed", *q, *(f"{k}'" for k in q), "both", "spurious"), rows))
     for name, series in results.items():
         for p in series.problems:
             print(f"{name}: problem: {p}")

@@ -65,6 +65,10 @@ def apply(t: Target) -> None:
         # keepalived's first check must reach the Internet through the router: one that
         # fails costs `rise` more checks (3 s) before VRRP even starts its master-down wait
         t.upstream_ready()
+        # Its VXLAN traffic asked for the router's address before the router had it: the
+        # failed lookup would hold the first check's ping until its next retry (up to 1 s).
+        for fam in ("-4", "-6"):
+            t.node.run(["ip", fam, "neigh", "flush", "nud", "incomplete"], check=False)
         checks = [t.path(s) for s in SCRIPTS if "_check_" in s and s in t.files]  # the seed profile's
         until(lambda: all(t.node.run([c], check=False).ok for c in checks), UPSTREAM_WAIT)
     service(t, keepalived, bool(changed & {KEEPALIVED, *SCRIPTS}))

@@ -352,25 +352,32 @@ def graph_(c, lab=None, format="svg", out=None, live=False, set_=None):
 
 
 @task(name="plot", help={"report": "a drill report (JSON), as a failover drill saves it",
-                         "out": "PNG or SVG to write (default: the report's path with .png)"})
-def plot_(c, report, out=None):
+                         "out": "PNG or SVG to write (default: the report's path with .png)",
+                         "versus": "another repeated drill's report, drawn beside it (e.g. the other "
+                                   "timing profile)"})
+def plot_(c, report, out=None, versus=None):
     """Draw a drill report as a timeline: replies per container and family, outages, events;
-    a repeated drill's as the distribution of its outages (a CDF per family)."""
+    a repeated drill's as the distribution of its outages (a CDF per family); with --versus,
+    two repeated drills' distributions side by side."""
     from lab import plot  # here: matplotlib is slow to import, and only this task needs it
 
     src = Path(report)
+    data, other = _report(src), (_report(Path(versus)) if versus else None)
     try:
-        data = drills.load(src.read_text())
-    except OSError as e:
-        raise Exit(f"cannot read the drill report {src}: {e.strerror or e}", code=2) from None
-    except ValueError as e:  # pydantic's own text spans lines: its first says what is wrong
-        raise Exit(f"{src} is not a drill report: {' '.join(str(e).splitlines()[:2])}", code=2) from None
-    try:
-        print(plot.plot(data, Path(out) if out else src.with_suffix(".png")))
+        print(plot.plot(data, Path(out) if out else src.with_suffix(".png"), other))
     except ValueError as e:
         raise Exit(str(e), code=2) from None
     except OSError as e:
         raise Exit(f"cannot write {e.filename or out}: {e.strerror or e}", code=1) from None
+
+
+def _report(src: Path):
+    try:
+        return drills.load(src.read_text())
+    except OSError as e:
+        raise Exit(f"cannot read the drill report {src}: {e.strerror or e}", code=2) from None
+    except ValueError as e:  # pydantic's own text spans lines: its first says what is wrong
+        raise Exit(f"{src} is not a drill report: {' '.join(str(e).splitlines()[:2])}", code=2) from None
 
 
 @task(help={"lab": LAB})

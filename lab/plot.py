@@ -54,11 +54,17 @@ def check_format(out: Path) -> str:
     return fmt
 
 
-def plot(report: GatewayReport | GatewaySeries, out: Path) -> Path:
-    """Draw the drill report to `out` (a series as its CDF); the suffix (.png, .svg) picks the format."""
+def plot(report: GatewayReport | GatewaySeries, out: Path, versus: GatewaySeries | None = None) -> Path:
+    """Draw the drill report to `out` (a series as its CDF; two series side by side, as
+    `compare` draws them); the suffix (.png, .svg) picks the format."""
     out = Path(out)
     fmt = check_format(out)
-    fig = cdf(report) if isinstance(report, GatewaySeries) else figure(report)
+    if versus is not None:
+        if not isinstance(report, GatewaySeries):
+            raise ValueError("only two repeated drills (--repeat) can be drawn side by side")
+        fig = compare([report, versus])
+    else:
+        fig = cdf(report) if isinstance(report, GatewaySeries) else figure(report)
     fig.savefig(out, format=fmt, dpi=120)
     return out
 
@@ -103,6 +109,46 @@ def cdf(series: GatewaySeries) -> Figure:
         ax.legend(loc="lower right", fontsize=8)
     fig.suptitle(f"{series.drill} --mode {series.mode} --family {series.family} (lab {series.lab or '?'}): "
                  f"{len(series.trials)} trials, {series.passed} passed", fontsize=11)
+    return fig
+
+
+def profile_of(series: GatewaySeries) -> str:
+    """What tells one series from another: its timing profile (older reports: its probes)."""
+    if series.profile:
+        return f"{series.profile} profile"
+    return f"probes every {series.trials[0].interval * 1000:.0f} ms" if series.trials else "?"
+
+
+def compare(many: list[GatewaySeries]) -> Figure:
+    """Repeated drills side by side (the timing profiles): one panel per family, a step line per
+    series of each (trial, prober)'s longest outage while the fault was on, on a log scale (the
+    profiles differ by a factor of 30)."""
+    if not all(s.trials for s in many):
+        raise ValueError("a drill series has no trials to draw")
+    families = sorted({fam for s in many for fam in outages_by_family(s, "failover")})
+    fig = Figure(figsize=(_WIDTH, 4.2), layout="constrained")
+    FigureCanvasAgg(fig)
+    for ax, fam in zip(fig.subplots(1, len(families), squeeze=False)[0], families, strict=True):
+        ax.set_label(f"IPv{fam}")
+        for s in many:
+            values = outages_by_family(s, "failover").get(fam, [])
+            done = sorted(max(v, 1) for v in values if v is not None)  # 0 ms: drawn at 1 on a log axis
+            n = len(values)
+            if not n:
+                continue
+            ax.step([1, *done], [0, *((i + 1) / n for i in range(len(done)))], where="post",
+                    label=f"{profile_of(s)}: {len(s.trials)} trials, n={n}"
+                    + (f", {n - len(done)} open" if len(done) < n else ""))
+        ax.set_xscale("log")
+        ax.set_ylim(0, 1.02)
+        ax.set_xlabel("longest outage of a prober in a trial (ms, log scale)")
+        ax.set_ylabel("share of trials x probers")
+        ax.set_title(f"IPv{fam}, while the fault was on", fontsize=10)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(loc="upper left", fontsize=8)
+    first = many[0]
+    fig.suptitle(f"{first.drill} --mode {first.mode} --family {first.family}: "
+                 + " vs ".join(profile_of(s) for s in many), fontsize=11)
     return fig
 
 

@@ -43,7 +43,7 @@ def test_the_json_keeps_the_field_names_reports_always_had():
     assert list(data) == ["drill", "tenant", "mode", "family", "lab", "clock", "interval",
                           "expected_gateway", "takeover_s", "master_down_s", "events", "probes",
                           "outages", "tcp", "ok", "problems", "master", "failback_s", "spurious",
-                          "vips_on_both_s"]
+                          "vips_on_both_s", "profile"]
     assert data["events"][1] == {"t": 2.5, "what": "greenVM enters FAULT", "node": "greenVM",
                                  "clock": "greenVM"}
     assert data["probes"]["blueC0"]["4"][1] == [0.05, False]

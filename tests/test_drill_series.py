@@ -169,3 +169,20 @@ def test_the_cdf_draws_one_line_per_family_and_phase(tmp_path):
     assert list(v6.get_ydata())[-1] == 1.0  # no open outage: the line reaches the top
     assert max(lines["IPv4 (n=6, 1 open)"].get_ydata()) == pytest.approx(5 / 6)
     assert plot.plot(s, tmp_path / "cdf.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_two_profiles_are_drawn_side_by_side_per_family(tmp_path):
+    seed = a_series()
+    seed.profile = "seed"
+    fast = GatewaySeries.of([trial([("blueC0", "4", 90, 9, "failover")])], 1, drill="failover.green",
+                            mode="uplink", family="both", profile="fast")
+    fig = plot.compare([seed, fast])
+    panels = {ax.get_label(): ax for ax in fig.axes}
+    assert set(panels) == {"IPv4", "IPv6"}
+    v4 = {line.get_label(): line for line in panels["IPv4"].get_lines()}
+    assert set(v4) == {"seed profile: 3 trials, n=6, 1 open", "fast profile: 1 trials, n=2"}
+    assert list(v4["fast profile: 1 trials, n=2"].get_xdata())[-1] == 90
+    assert panels["IPv4"].get_xscale() == "log"
+    assert plot.plot(seed, tmp_path / "both.svg", fast).read_bytes().startswith(b"<?xml")
+    with pytest.raises(ValueError, match="only two repeated drills"):
+        plot.plot(seed.trials[0], tmp_path / "x.png", fast)

@@ -54,7 +54,7 @@ def repeat(runtime: Runtime, tenant: str, mode: str = "probe", family: str = "bo
         done.append(report)
         progress(f"trial {i}/{trials}: {trial_line(report)}")
     return GatewaySeries.of(done, trials, stopped, drill=f"failover.{tenant}", tenant=tenant, mode=mode,
-                            family=family, lab=access.lab.name)
+                            family=family, lab=access.lab.name, profile=access.deployment.profile)
 
 
 def trial_line(r: GatewayReport) -> str:
@@ -228,7 +228,8 @@ class Drill:
             events=sorted(self.timeline.events + self.watch.events + seen, key=lambda e: e.t),
             tcp=self._tcp(tcp_out), master=self.vm(master),
             failback_s=None if since is None else round(since - restore_t, 2),
-            spurious=self._spurious(seen), vips_on_both_s=self.watch.overlap())
+            spurious=self._spurious(seen), vips_on_both_s=self.watch.overlap(),
+            profile=self.access.deployment.profile)
         for (c, fam), text in texts.items():
             series = parse_ping(text, self.t0, self.interval)
             report.probes.setdefault(c, {})[fam] = series

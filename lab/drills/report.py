@@ -104,6 +104,7 @@ class GatewayReport(_Json):
     failback_s: float | None = None  # restore -> the master alone holds both VIPs again
     spurious: list[str] = field(default_factory=list)  # VRRP transitions the fault does not explain
     vips_on_both_s: float = 0.0  # how long a VIP was on both tenants at once (to a round of reads)
+    profile: str = ""  # the VRRP timing profile (vrrp.profile: seed, fast)
 
     @property
     def moved(self) -> bool:

@@ -85,6 +85,7 @@ class GatewaySeries(_Json):
     family: str = "both"
     lab: str = ""
     repeat: int = 0          # trials asked for (fewer ran if the lab did not come back)
+    profile: str = ""        # the VRRP timing profile (vrrp.profile)
     passed: int = 0
     rows: list[Row] = field(default_factory=list)
     takeover_s: Stats = field(default_factory=Stats)   # trials that moved the gateway

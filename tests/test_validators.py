@@ -81,6 +81,14 @@ def tenant_vms(lab: model.Lab) -> list[str]:
 def keepalived(lab: model.Lab, substrate: str, root: Path, netns: str) -> None:
     for vm in tenant_vms(lab):
         conf = root / vm / "etc/keepalived/keepalived.conf"
+        if lab.vrrp.script_user != "root":
+            # keepalived 2.2.7's --config-test kills itself (SIGTERM, no word) once it has looked
+            # at the scripts as a non-root script_user, though the daemon runs them as that user
+            # (tried with nobody): the test reads a copy that says root.
+            text = conf.read_text()
+            assert f"script_user {lab.vrrp.script_user}\n" in text
+            conf = conf.with_name("keepalived.config-test.conf")
+            conf.write_text(text.replace(f"script_user {lab.vrrp.script_user}\n", "script_user root\n"))
         # On the VMs the scripts live in /usr/local/bin: show keepalived the rendered ones there
         # (a private mount namespace, so the machine's /usr/local/bin is untouched).
         bind = (f"mount --bind {root / vm / 'usr/local/bin'} /usr/local/bin && "

@@ -110,6 +110,16 @@ def _no_zone(addr):
     return addr
 
 
+def _routable(addr):
+    """A host out on the Internet: reached through the router, so no address that never
+    leaves a machine or a link (radvd cannot even parse `RDNSS ::1`)."""
+    if addr.is_unspecified or addr.is_loopback or addr.is_multicast or addr.is_link_local:
+        kind = ("unspecified" if addr.is_unspecified else "loopback" if addr.is_loopback
+                else "multicast" if addr.is_multicast else "link-local")
+        raise ValueError(f"should be a host's address reached through the router, not {kind} {addr}")
+    return addr
+
+
 IfName = text(IFNAME)
 HostName = text(HOSTNAME)
 ContainerName = text(CONTAINER)
@@ -156,8 +166,10 @@ class DualStackLL(DualStack):
 
 
 class Hosts(Model):
-    ipv4: IPv4Addr
-    ipv6: IPv6Addr
+    """Hosts of the lab's Internet (its resolver)."""
+
+    ipv4: Annotated[IPv4Addr, AfterValidator(_routable)]
+    ipv6: Annotated[IPv6Addr, AfterValidator(_routable)]
 
 
 # -- parts of the lab ---------------------------------------------------------------------

@@ -46,6 +46,12 @@ class LabAccess:
         """What keeps the lab from its initial (converged) state."""
         return self.runtime.problems()
 
+    def causes(self) -> list[str]:
+        """What the nodes say is wrong with them: a link down, an address or route lost, a daemon dead."""
+        from lab.checks.diagnose import causes
+
+        return causes(self.runtime)
+
     def require_initial_state(self) -> None:
         initial = self.problems()
         if initial:

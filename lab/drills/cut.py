@@ -256,18 +256,20 @@ class CutDrill(Drill):
             self.problems.append(f"no split brain {self.deadline:.0f} s after the cut: the tunnel did not "
                                  f"fail, or a tenant did not become master (VIPs: {self.watch.holders})")
             return
-        self.found["split_brain"] = split_brain(self.lab, self.watch.holders) or ""
+        said = self.found["split_brain"] = split_brain(self.lab, self.watch.holders) or ""
         self.found["split_brain_s"] = round(self.watch.both_since - self.injected, 2)
+        self.progress(f"[{self.watch.both_since:5.1f}s] {said}")
 
     def _repair(self) -> None:
+        """The NIC back up by hand has lost what ifup gave it (its routes, its IPv6 address): the
+        nodes say so; `invoke provision` repairs it."""
         time.sleep(SETTLE)
-        broken = self.access.problems()
+        broken = self.access.causes()
         self.found["broken"] = broken
         if broken:
-            self.timeline.mark(f"the NIC is up, the lab still broken ({len(broken)} problems): "
-                               + "; ".join(broken[:2]), "host")
+            self.timeline.mark("the NIC is up, the lab still broken: " + "; ".join(broken), "host")
         else:
-            self.timeline.mark("the NIC is up and the lab whole again without a repair", "host")
+            self.timeline.mark("the NIC is up and no node says anything is missing", "host")
         self.timeline.mark("repair: invoke provision", "host")
         took = self.access.repair()
         self.found["repair_s"] = round(took, 2)
@@ -288,6 +290,11 @@ class CutDrill(Drill):
             states = self.access.dhcp_states()
             return all(s == NORMAL for s in states.values())
 
+        left = {what: state for what, state in self.watch.state.items() if "DHCP" in what and state != NORMAL}
+        changed = any("DHCP failover:" in e.what and not e.what.endswith(NORMAL) for e in self.watch.events)
+        if not changed and not left:
+            self.timeline.mark("the DHCP pair stayed in failover state normal: the cut was shorter than "
+                               f"dhcpd's max-response-delay ({self.lab.dhcp.max_response_delay} s)", "host")
         if not _until(normal, 2 * self.deadline):
             self.problems.append(f"the DHCP pair is not back to normal {2 * self.deadline:.0f} s after the "
                                  f"restore: {self.access.dhcp_states()}")

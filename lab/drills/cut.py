@@ -246,8 +246,8 @@ class CutDrill(Drill):
         self._await_one_master()
         self._await_dhcp_normal()
         self._await_initial_state()
-        if self.restored is not None:
-            self.found["healed_s"] = round(self.timeline.events[-1].t - self.restored, 2)
+        if self.restored is not None and self.initial_at is not None:
+            self.found["healed_s"] = round(self.initial_at - self.restored, 2)
         self._after_healing()
         time.sleep(SETTLE)
 

@@ -105,6 +105,7 @@ class Drill:
         self.takeover: float | None = None
         self.injected: float | None = None
         self.restored: float | None = None
+        self.initial_at: float | None = None  # back to the initial state after the restore
 
     @property
     def name(self) -> str:
@@ -221,7 +222,8 @@ class Drill:
         if not _until(back, 2 * self.deadline):
             self.problems.append("the lab is not back to its initial state after restore: " + "; ".join(left))
         else:
-            self.timeline.mark(f"back to the initial state: the gateway on {self.vm(master)}", "host")
+            self.initial_at = self.timeline.mark(
+                f"back to the initial state: the gateway on {self.vm(master)}", "host")
 
     # -- the report -------------------------------------------------------------------------------
 

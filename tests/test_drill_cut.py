@@ -17,6 +17,7 @@ from lab.drills.cut import (
     Underlay,
     duplicates,
     leased_twice,
+    stale_neighbours,
     vips_misplaced,
 )
 from lab.drills.report import CutReport, Event, cut_summary
@@ -140,3 +141,13 @@ def test_a_cut_series_has_the_cuts_distributions_and_loads_as_a_series():
 
 def test_the_tasks_offer_the_cut_drills():
     assert drills.cut.CUTS["carrier"].drill == drills.cut.CUTS["admin"].drill == "link"
+
+
+def test_a_container_whose_cache_sends_a_vip_to_the_backup_is_stale_one_resolving_it_is_not():
+    macs = {"blueVM": "06:00:00:00:00:01", "greenVM": "4a:00:00:00:00:02"}
+    caches = {"blueC0": {"192.0.2.222": ("06:00:00:00:00:01", "REACHABLE"),
+                         "fe80:7::de": ("4a:00:00:00:00:02", "STALE")},
+              "blueC1": {"192.0.2.222": (None, "INCOMPLETE")},
+              "greenC0": {"192.0.2.222": ("4a:00:00:00:00:02", "DELAY"),
+                          "192.0.2.9": ("06:00:00:00:00:01", "")}}
+    assert stale_neighbours(LAB, caches, macs) == ["blueC0: 192.0.2.222 at blueVM's MAC (REACHABLE)"]

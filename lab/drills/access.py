@@ -78,14 +78,21 @@ class LabAccess:
         names = [s.name for s in self.lab.dhcp_servers().values()]
         return dict(zip(names, read(self.node, [dhcp.bindings(self.node(n)) for n in names]), strict=True))
 
-    def vlan_addresses(self) -> dict[str, list[str]]:
-        """Every node on the shared VLAN (tenant VMs, containers) -> its addresses there."""
+    def containers(self) -> list[str]:
+        return [c for t in self.lab.tenants for c in self.lab.containers_of(t)]
+
+    def vlan_nics(self) -> dict[str, facts.Nic]:
+        """Every node on the shared VLAN (tenant VMs, containers) -> its interface there."""
         lab = self.lab
         nics = {t.vm: facts.nic(self.node(t.vm), lab.shared_vlan.bridge) for t in lab.tenants.values()}
-        nics |= {c: facts.nic(self.node(c), lab.containers.nic)
-                 for t in lab.tenants for c in lab.containers_of(t)}
-        found = read(self.node, list(nics.values()))
-        return {name: [str(a.ip) for a in nic.addresses] for name, nic in zip(nics, found, strict=True)}
+        nics |= {c: facts.nic(self.node(c), lab.containers.nic) for c in self.containers()}
+        return dict(zip(nics, read(self.node, list(nics.values())), strict=True))
+
+    def neighbours(self) -> dict[str, dict[str, tuple[str | None, str]]]:
+        """Every container -> its neighbour cache on the shared VLAN."""
+        cs = self.containers()
+        found = read(self.node, [facts.neighbours(self.node(c), self.lab.containers.nic) for c in cs])
+        return dict(zip(cs, found, strict=True))
 
     def client_state(self, name: str) -> client.Addressing:
         return client.addressing(self.lab, self.node(name))

@@ -24,6 +24,7 @@ from lab.drills.series import CutSeries
 CHAIN = "vxlab-cut"
 VXLAN_MODES = ("underlay", "port")
 NORMAL = "normal"
+NEIGHBOURS = 60.0  # s: a neighbour cache entry's reachable time (15-45 s) and a probe's
 
 
 class Cut(modes.Mode):
@@ -194,6 +195,23 @@ def leased_twice(bindings: dict[str, dict[str, str]]) -> list[str]:
             for addr, by in sorted(macs.items()) if len(by) > 1]
 
 
+def stale_neighbours(lab, caches: dict[str, dict[str, tuple[str | None, str]]], macs: dict[str, str | None]
+                     ) -> list[str]:
+    """The containers whose neighbour cache still sends a VIP anywhere but to the master (container ->
+    address -> (MAC, state); macs: tenant VM -> its MAC on the VLAN). An entry without a MAC (being
+    resolved, or failed) is no stale one."""
+    master_vm = lab.tenants[lab.master()].vm
+    owner = {mac: vm for vm, mac in macs.items() if mac}
+    vips = [str(lab.vrrp.instances.ipv4.vip.ip), str(lab.vrrp.instances.ipv6.vip.ip)]
+    out = []
+    for c, cache in caches.items():
+        for vip in vips:
+            mac, state = cache.get(vip, (None, ""))
+            if mac and mac != macs.get(master_vm):
+                out.append(f"{c}: {vip} at {owner.get(mac, mac)}'s MAC ({state})")
+    return out
+
+
 def vips_misplaced(lab, holders: dict[str, list[str]]) -> list[str]:
     """The VIPs anywhere but on the master, all of them there."""
     master = lab.master()
@@ -223,6 +241,7 @@ class CutDrill(Drill):
         keep = self.lab.peer(fault.tenant) if fault.cut_off() else fault.tenant
         self.stream_from = (self.lab.tenants[keep].clients or self.lab.containers_of(keep))[0]
         self.found: dict = {}
+        self.macs: dict[str, str | None] = {}  # tenant VM -> its MAC on the shared VLAN
 
     @property
     def name(self) -> str:
@@ -249,6 +268,7 @@ class CutDrill(Drill):
         if self.restored is not None and self.initial_at is not None:
             self.found["healed_s"] = round(self.initial_at - self.restored, 2)
         self._after_healing()
+        self._await_neighbours()
         time.sleep(SETTLE)
 
     def _await_split_brain(self) -> None:
@@ -304,7 +324,9 @@ class CutDrill(Drill):
 
     def _after_healing(self) -> None:
         misplaced = vips_misplaced(self.lab, self.access.vip_holders())
-        dup = duplicates(self.access.vlan_addresses())
+        nics = self.access.vlan_nics()
+        dup = duplicates({n: [str(a.ip) for a in nic.addresses] for n, nic in nics.items()})
+        self.macs = {t.vm: nics[t.vm].mac for t in self.lab.tenants.values()}
         twice = leased_twice(self.access.dhcp_bindings())
         self.found |= {"duplicates": dup, "leased_twice": twice}
         self.problems += [f"after healing: {m}" for m in misplaced]
@@ -313,6 +335,28 @@ class CutDrill(Drill):
         self.timeline.mark("after healing: " + ("; ".join([*misplaced, *dup, *twice]) or
                                                "the VIPs on the master only, no address twice on VLAN 7, "
                                                "no address leased to two MACs"), "host")
+
+    def _stale(self) -> list[str]:
+        return stale_neighbours(self.lab, self.access.neighbours(), self.macs)
+
+    def _await_neighbours(self) -> None:
+        """The containers' neighbour caches must follow the VIPs to the master: until they do,
+        a container sends to the backup (which forwards, as a router would) what the master
+        should; the time it takes is the clients' own (their caches' reachable time)."""
+        stale = self._stale()
+        self.found["stale_neighbours"] = stale
+        if not stale:
+            t = self.timeline.mark("every container's neighbour cache sends the VIPs to the master", "host")
+        else:
+            self.timeline.mark("neighbour caches still sending a VIP to the backup: " + "; ".join(stale),
+                               "host")
+            if not _until(lambda: not self._stale(), NEIGHBOURS):
+                self.problems.append(f"{NEIGHBOURS:.0f} s after healing, neighbour caches still send a VIP "
+                                     "to the backup: " + "; ".join(self._stale()))
+                return
+            t = self.timeline.mark("the neighbour caches followed: every container sends the VIPs to the "
+                                   "master", "host")
+        self.found["neighbours_s"] = round(t - self.restored, 2)
 
     def _report(self) -> CutReport:
         report = super()._report()

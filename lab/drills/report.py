@@ -134,6 +134,8 @@ class CutReport(GatewayReport):
     healed_s: float | None = None  # restore -> the lab in its initial state
     duplicates: list[str] = field(default_factory=list)  # after healing: an address twice on VLAN 7
     leased_twice: list[str] = field(default_factory=list)  # after healing: an address bound to two MACs
+    stale_neighbours: list[str] = field(default_factory=list)  # after healing: a VIP cached at the backup
+    neighbours_s: float | None = None  # restore -> every container's cache sends the VIPs to the master
 
 
 @dataclass(kw_only=True)
@@ -199,7 +201,8 @@ def cut_summary(report: CutReport) -> str:
         ("invoke provision (the repair)", report.repair_s),
         ("one master after the restore", report.one_master_s),
         ("DHCP failover normal after the restore", report.dhcp_normal_s),
-        ("the lab in its initial state after the restore", report.healed_s)) if v is not None]
+        ("the lab in its initial state after the restore", report.healed_s),
+        ("every neighbour cache at the master after the restore", report.neighbours_s)) if v is not None]
     extra.append(f"  addresses leased twice: {len(report.leased_twice)}; addresses twice on VLAN 7: "
                  f"{len(report.duplicates)}")
     return "\n".join(lines[:at] + extra + lines[at:])

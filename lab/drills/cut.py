@@ -422,5 +422,7 @@ def cut_line(r: CutReport) -> str:
     figures = [f"{k} {v:.2f} s" for k, v in (("split brain after", r.split_brain_s),
                                                 ("one master after", r.one_master_s),
                                                 ("DHCP normal after", r.dhcp_normal_s),
-                                                ("healed after", r.healed_s)) if v is not None]
+                                                ("healed after", r.healed_s),
+                                                ("neighbour caches at the master after", r.neighbours_s))
+               if v is not None]
     return "; ".join(figures) + ("; " if figures else "") + trial_line(r)

@@ -120,6 +120,7 @@ class CutSeries(GatewaySeries):
     one_master_s: Stats = field(default_factory=Stats)
     dhcp_normal_s: Stats = field(default_factory=Stats)
     healed_s: Stats = field(default_factory=Stats)
+    neighbours_s: Stats = field(default_factory=Stats)
     leased_twice: int = 0  # addresses leased to two MACs, over all trials
     trials: list[CutReport] = field(default_factory=list)
 
@@ -127,7 +128,7 @@ class CutSeries(GatewaySeries):
     def of(cls, trials: list[CutReport], repeat: int, problems: Sequence[str] = (), **about) -> CutSeries:
         s = super().of(trials, repeat, problems, **about)
         assert isinstance(s, CutSeries)
-        for k in ("split_brain_s", "one_master_s", "dhcp_normal_s", "healed_s"):
+        for k in ("split_brain_s", "one_master_s", "dhcp_normal_s", "healed_s", "neighbours_s"):
             setattr(s, k, stats([getattr(r, k) for r in trials if getattr(r, k) is not None]))
         s.leased_twice = sum(len(r.leased_twice) for r in trials)
         return s
@@ -137,7 +138,8 @@ def cut_lines(s: CutSeries) -> list[str]:
     """The cut's own figures, below the series' table."""
     return [f"{what}: {_dist(st)}" for what, st in (
         ("split brain after the cut", s.split_brain_s), ("one master after the restore", s.one_master_s),
-        ("DHCP normal after the restore", s.dhcp_normal_s), ("initial state after the restore", s.healed_s))
+        ("DHCP normal after the restore", s.dhcp_normal_s), ("initial state after the restore", s.healed_s),
+        ("every neighbour cache at the master after the restore", s.neighbours_s))
         if st.n] + [f"addresses leased twice: {s.leased_twice}"]
 
 

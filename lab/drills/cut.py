@@ -414,7 +414,7 @@ def repeat(runtime: Runtime, mode: str, node: str | None = None, trials: int = 1
         progress(f"trial {i}/{trials}: {cut_line(report)}")
     f = fault()
     return CutSeries.of(done, trials, stopped, drill=f"failover.{f.drill}", tenant=f.tenant, mode=mode,
-                        family="both", lab=access.lab.name)
+                        family="both", lab=access.lab.name, profile=access.deployment.profile)
 
 
 def cut_line(r: CutReport) -> str:

@@ -151,3 +151,13 @@ def test_a_container_whose_cache_sends_a_vip_to_the_backup_is_stale_one_resolvin
               "greenC0": {"192.0.2.222": ("4a:00:00:00:00:02", "DELAY"),
                           "192.0.2.9": ("06:00:00:00:00:01", "")}}
     assert stale_neighbours(LAB, caches, macs) == ["blueC0: 192.0.2.222 at blueVM's MAC (REACHABLE)"]
+
+
+def test_a_vms_nic_is_named_to_libvirt_as_the_vagrantfile_makes_it():
+    from lab.vagrant import spec
+
+    made = {vm.name: (f"{spec.domain_prefix(LAB)}{vm.name}", vm.nics[0].mac) for vm in spec.vms(LAB)}
+    assert spec.lab_nic(LAB, "greenVM") == made["greenVM"] and spec.lab_nic(LAB, "blueVM") == made["blueVM"]
+    assert f"{spec.domain_prefix(LAB)}greenVM" in spec.domains(LAB)
+    with pytest.raises(ValueError):
+        spec.lab_nic(LAB, "greenC0")

@@ -294,6 +294,56 @@ def failover_blue(c, lab=None, mode="probe", family="both", json=None, plot=None
     _drill(lab, set_, "blue", mode, family, json, plot, deadline, substrate, repeat, bound)
 
 
+CUT_HELP = {k: v for k, v in DRILL_HELP.items() if k not in ("mode", "family", "bound")} | {
+    "hold": "seconds the fault stays on once its effect is seen (default 4; dhcpd notices the cut "
+            "after the lab's dhcp.max_response_delay)",
+    "deadline": "seconds allowed for the split brain or the takeover, and for one master after the "
+                "restore; twice that for DHCP normal and the initial state (default as the other drills)"}
+
+
+def _cut(lab, set_, mode, node, hold, json, plot, deadline, substrate, repeat):
+    trials = _guard(commands.repeat_count, repeat)
+    try:
+        hold = 4.0 if hold is None else float(hold)
+    except ValueError:
+        raise Exit(f"--hold must be a number of seconds, not {hold!r}", code=2) from None
+    report = _guard(commands.cut_drill, _lab(lab, set_, substrate), mode, node, hold,
+                    None if deadline is None else float(deadline), json, plot, _say, trials)
+    if isinstance(report, drills.CutSeries):
+        title, header, rows, below = drills.series.table(report)
+        print()
+        ui.table(header, rows, title)
+        print("\n".join(below))
+    else:
+        print(drills.cut_summary(report))
+    if not report.ok:
+        raise Exit(code=1)
+
+
+@task(name="vxlan", help=CUT_HELP | {"mode": "underlay (drop the tunnel's UDP between the tenants) or "
+                                             "port (take the VXLAN port down on the master's side)"})
+def failover_vxlan(c, lab=None, mode="underlay", hold=None, json=None, plot=None, deadline=None,
+                   substrate=None, repeat=None, set_=None):
+    """The tunnel fails, both gateways stay up: a split brain, named; then one master again and
+    the DHCP pair reconciled, no address leased twice."""
+    if mode not in drills.cut.VXLAN_MODES:
+        raise Exit(f"--mode must be one of {', '.join(drills.cut.VXLAN_MODES)}, not {mode!r}", code=2)
+    _cut(lab, set_, mode, None, hold, json, plot, deadline, substrate, repeat)
+
+
+LINK_ADMIN = ("set the NIC down and up by hand (ip link), not its carrier: its routes go; the drill "
+              "shows `invoke provision` repairing it")
+
+
+@task(name="link", help=CUT_HELP | {"node": "the tenant VM whose NIC goes down (e.g. greenVM)",
+                                    "admin": LINK_ADMIN})
+def failover_link(c, node, admin=False, lab=None, hold=None, json=None, plot=None, deadline=None,
+                  substrate=None, repeat=None, set_=None):
+    """A tenant VM's NIC loses carrier (or is set down by hand), then comes back: its tenant is cut
+    off (uplink and tunnel share the NIC), the other takes over, then all is as before."""
+    _cut(lab, set_, "admin" if admin else "carrier", node, hold, json, plot, deadline, substrate, repeat)
+
+
 @task(name="build", help={"force": "build again even if the cache holds this recipe's box"})
 def box_build(c, force=False):
     """Build the Vagrant box offline (mmdebstrap; cached in /var/cache/vxlab/boxes by recipe)."""
@@ -409,7 +459,8 @@ def failover_dhcp(c, lab=None, json=None, deadline=30, substrate=None, repeat=No
         raise Exit(code=1)
 
 
-ns.add_collection(Collection("failover", failover_green, failover_blue, failover_dhcp))
+ns.add_collection(Collection("failover", failover_green, failover_blue, failover_dhcp, failover_vxlan,
+                             failover_link))
 ns.add_collection(Collection("box", box_build))
 ns.add_collection(Collection("host", host_up, host_down))
 

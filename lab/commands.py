@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lab import lifecycle, model, roles
+from lab import checks, lifecycle, model, roles
 from lab.embedded import EmbeddedLab, recorded
 from lab.embedded import age as embedded_age
 from lab.embedded import labs as embedded_labs
@@ -23,7 +23,7 @@ from lab.topology import Topology
 from lab.ui import Reporter
 
 if TYPE_CHECKING:
-    from lab.drills import DhcpReport, DhcpSeries, GatewayReport, GatewaySeries
+    from lab.drills import CutReport, CutSeries, DhcpReport, DhcpSeries, GatewayReport, GatewaySeries
 
 
 class UsageError(Exception):
@@ -196,7 +196,9 @@ def status(rt: Runtime) -> dict:
             row |= {"tenant": topology.node(name).tenant, "ipv4": a.ipv4, "gateway4": a.gateway4,
                     "slaac": a.slaac, "gateway6": a.gateway6}
         nodes.append(row)
-    problems = rt.problems()
+    held = {topology.node(n["node"]).tenant: n["vips"] for n in nodes if "vips" in n}
+    split = checks.split_brain(lab, held) if len(held) == len(lab.tenants) else None
+    problems = ([split] if split else []) + rt.problems()
     return {"lab": lab.name, "substrate": "embedded" if rt.deployment.substrate == "netns" else "vagrant",
             "driver": rt.deployment.driver, "converged": not problems, "problems": problems, "nodes": nodes}
 
@@ -333,9 +335,36 @@ def drill(elab: Runtime, tenant: str, mode: str, family: str, deadline: float | 
     series: every trial and their distributions; progress then says one line per trial)."""
     from lab import drills
 
+    deadline = _deadline(elab, deadline)
+    return _drilled(lambda: drills.run(elab, tenant, mode, family, deadline, progress) if repeat is None
+                    else drills.repeat(elab, tenant, mode, family, repeat, deadline, progress),
+                    json_file, plot_file)
+
+
+def cut_drill(elab: Runtime, mode: str, node: str | None, hold: float, deadline: float | None,
+              json_file: str | None, plot_file: str | None, progress, repeat: int | None = None
+              ) -> CutReport | CutSeries:
+    """failover.vxlan (mode underlay or port) or failover.link NODE (mode carrier or admin)."""
+    from lab.drills import cut
+
+    if not hold >= 0:
+        raise UsageError(f"--hold must be a number of seconds, at least 0, not {hold!r}")
+    deadline = _deadline(elab, deadline)
+    return _drilled(lambda: cut.run(elab, mode, node, deadline, hold, progress) if repeat is None
+                    else cut.repeat(elab, mode, node, repeat, deadline, hold, progress), json_file, plot_file)
+
+
+def _deadline(elab: Runtime, deadline: float | None) -> float:
     if deadline is None:  # VRRP's pace: slower timing (emulated VMs) gets longer; reading
         # the whole lab back to its initial state takes seconds whatever the profile
         deadline = max(10.0, 20.0 * elab.deployment.timing.advert_int)
+    return deadline
+
+
+def _drilled(drill, json_file: str | None, plot_file: str | None):
+    """Run a failover drill (or its series); write its JSON and its plot if asked."""
+    from lab import drills
+
     if plot_file:
         from lab import plot
 
@@ -344,10 +373,7 @@ def drill(elab: Runtime, tenant: str, mode: str, family: str, deadline: float | 
         except ValueError as e:
             raise UsageError(f"--plot: {e}") from None
     try:
-        if repeat is None:
-            report = drills.run(elab, tenant, mode, family, deadline, progress)
-        else:
-            report = drills.repeat(elab, tenant, mode, family, repeat, deadline, progress)
+        report = drill()
     except drills.DrillError as e:
         raise UsageError(str(e)) from None
     if json_file:

@@ -169,6 +169,14 @@ class EmbeddedLab:
 
     # -- convergence and down -------------------------------------------------------------------
 
+    def carrier(self, machine: str, up: bool) -> None:
+        # The switch's end of each of the machine's veths (a trunk has one per VLAN).
+        ends = [w.b for w in self.net.wires() if w.a[0] == self.net.ns(machine)]
+        if not ends:
+            raise ValueError(f"{machine} has no wire to dsw-host")
+        for ns, port in ends:
+            sh(["ip", "-n", ns, "link", "set", "dev", port, "up" if up else "down"])
+
     def problems(self) -> list[str]:
         return checks.problems(checks.converged(self.lab, self.node), self.node)
 

@@ -112,6 +112,12 @@ def rules(node: Node, family: int) -> Fact[frozenset[str]]:
                                     for x in _json(r) if "fwmark" in x))
 
 
+def neighbours(node: Node, dev: str) -> Fact[dict[str, tuple[str | None, str]]]:
+    """The node's neighbour cache on dev: address -> (its MAC, if one is cached; the entry's state)."""
+    return Fact(node.name, ("ip", "-j", "neigh", "show", "dev", dev),
+                lambda r: {x["dst"]: (x.get("lladdr"), " ".join(x.get("state", []))) for x in _json(r)})
+
+
 def _json(r: Result) -> list[dict]:
     return json.loads(r.out) if r.ok and r.out.strip() else []
 

@@ -17,6 +17,7 @@ from lab.checks.seed import (
     eui64,
     flows_from,
     ovs_learned,
+    split_brain,
 )
 from lab.substrate.base import Node
 
@@ -28,4 +29,4 @@ def problems(checks: list[Check], node: Callable[[str], Node]) -> list[str]:
 
 __all__ = ["GROUPS", "Check", "Outcome", "Predicate", "Report", "apt_ok", "bridge_learned",
            "build", "container_macs", "converged", "dhcp_pair", "eui64", "flows_from",
-           "ovs_learned", "problems", "replies", "run", "run_batch", "select", "succeeds"]
+           "ovs_learned", "problems", "replies", "run", "run_batch", "select", "split_brain", "succeeds"]

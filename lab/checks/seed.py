@@ -159,6 +159,17 @@ def gateway(lab: Lab, node: NodeOf) -> Iterable[Check]:
                        f"dhcpd ({t.dhcp_server.role}) in failover state normal", converged=True)
 
 
+def split_brain(lab: Lab, holders: dict[str, list[str]]) -> str | None:
+    """Two tenants holding the same VIP (tenant name -> the VIPs it holds), by name: both are
+    VRRP master, and VLAN 7 has each VIP twice."""
+    both = [v for v in (str(lab.vrrp.instances.ipv4.vip.ip), str(lab.vrrp.instances.ipv6.vip.ip))
+            if sum(v in held for held in holders.values()) > 1]
+    if not both:
+        return None
+    vms = [lab.tenants[n].vm for n, held in holders.items() if set(both) & set(held)]
+    return f"split brain: {' and '.join(vms)} both hold {' and '.join(both)}"
+
+
 def holds_exactly(vips: list[str]) -> Callable[[list[str]], str | None]:
     def holds(found: list[str]) -> str | None:
         return None if sorted(found) == sorted(vips) else f"holds {' and '.join(found) or 'no VIP'}"

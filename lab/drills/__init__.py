@@ -8,18 +8,30 @@ and the DHCP failover drill. Reports are data (lab/drills/report.py) that round-
     watch.py    the timeline, the VIP/flow-mark watch, the VRRP transitions
     series.py   repeated drills: every trial and their distributions
     gateway.py  the failover drill;  dhcp.py  the DHCP failover drill
+    cut.py      failover.vxlan (the tunnel cut: a split brain) and failover.link (a NIC down),
+                run by the failover drill's runner with steps of their own
 """
 
-from lab.drills import radvd  # noqa: F401  (registers its mode)
+from lab.drills import cut, radvd  # noqa: F401  (radvd registers its mode)
 from lab.drills.access import DrillError
 from lab.drills.dhcp import repeat as dhcp_repeat
 from lab.drills.dhcp import run as dhcp
 from lab.drills.gateway import FAMILIES, repeat, run
 from lab.drills.modes import MODES, Mode, help_text, register
 from lab.drills.probes import outages, parse_ping
-from lab.drills.report import DhcpReport, GatewayReport, Outage, Probe, dhcp_summary, summary
-from lab.drills.series import DhcpSeries, GatewaySeries, load, over_bound
+from lab.drills.report import (
+    CutReport,
+    DhcpReport,
+    GatewayReport,
+    Outage,
+    Probe,
+    cut_summary,
+    dhcp_summary,
+    summary,
+)
+from lab.drills.series import CutSeries, DhcpSeries, GatewaySeries, load, over_bound
 
-__all__ = ["FAMILIES", "MODES", "DhcpReport", "DhcpSeries", "DrillError", "GatewayReport", "GatewaySeries",
-           "Mode", "Outage", "Probe", "dhcp", "dhcp_repeat", "dhcp_summary", "help_text", "load",
-           "outages", "over_bound", "parse_ping", "register", "repeat", "run", "summary"]
+__all__ = ["FAMILIES", "MODES", "CutReport", "CutSeries", "DhcpReport", "DhcpSeries", "DrillError",
+           "GatewayReport", "GatewaySeries", "Mode", "Outage", "Probe", "cut", "cut_summary", "dhcp",
+           "dhcp_repeat", "dhcp_summary", "help_text", "load", "outages", "over_bound", "parse_ping",
+           "register", "repeat", "run", "summary"]

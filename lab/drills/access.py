@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from lab import facts, lifecycle
 from lab.deployment import Deployment
 from lab.facts import read
 from lab.model import Lab
@@ -45,6 +46,12 @@ class LabAccess:
         """What keeps the lab from its initial (converged) state."""
         return self.runtime.problems()
 
+    def causes(self) -> list[str]:
+        """What the nodes say is wrong with them: a link down, an address or route lost, a daemon dead."""
+        from lab.checks.diagnose import causes
+
+        return causes(self.runtime)
+
     def require_initial_state(self) -> None:
         initial = self.problems()
         if initial:
@@ -61,12 +68,48 @@ class LabAccess:
         node = self.node(self.lab.tenants[name].vm)
         return read(self.node, [tenant.vrrp(node)])[0]
 
+    def dhcp_states(self) -> dict[str, str | None]:
+        """DHCP server -> the failover state its dhcpd records (both read at once)."""
+        names = [s.name for s in self.lab.dhcp_servers().values()]
+        return dict(zip(names, read(self.node, [dhcp.failover(self.node(n)) for n in names]), strict=True))
+
+    def dhcp_bindings(self) -> dict[str, dict[str, str]]:
+        """DHCP server -> the addresses it has bound, and to which MAC."""
+        names = [s.name for s in self.lab.dhcp_servers().values()]
+        return dict(zip(names, read(self.node, [dhcp.bindings(self.node(n)) for n in names]), strict=True))
+
+    def containers(self) -> list[str]:
+        return [c for t in self.lab.tenants for c in self.lab.containers_of(t)]
+
+    def vlan_nics(self) -> dict[str, facts.Nic]:
+        """Every node on the shared VLAN (tenant VMs, containers) -> its interface there."""
+        lab = self.lab
+        nics = {t.vm: facts.nic(self.node(t.vm), lab.shared_vlan.bridge) for t in lab.tenants.values()}
+        nics |= {c: facts.nic(self.node(c), lab.containers.nic) for c in self.containers()}
+        return dict(zip(nics, read(self.node, list(nics.values())), strict=True))
+
+    def neighbours(self) -> dict[str, dict[str, tuple[str | None, str]]]:
+        """Every container -> its neighbour cache on the shared VLAN."""
+        cs = self.containers()
+        found = read(self.node, [facts.neighbours(self.node(c), self.lab.containers.nic) for c in cs])
+        return dict(zip(cs, found, strict=True))
+
     def client_state(self, name: str) -> client.Addressing:
         return client.addressing(self.lab, self.node(name))
 
     def transitions(self, name: str, since: float) -> list[tuple[float, str]]:
         """A tenant's VRRP transitions since `since` (its own clock), as its notify script wrote them."""
         return tenant.transitions(self.node(self.lab.tenants[name].vm).read(tenant.TRANSITIONS) or "", since)
+
+    # -- actions on the lab ------------------------------------------------------------------------
+
+    def carrier(self, machine: str, up: bool) -> None:
+        """The machine's NIC loses (or gets back) its carrier, on the switch's side."""
+        self.runtime.carrier(machine, up)
+
+    def repair(self) -> float:
+        """`invoke provision`: converge the lab to its description; the seconds it took."""
+        return lifecycle.converge(self.runtime)
 
     # -- the roles' services ----------------------------------------------------------------------
 

@@ -88,6 +88,8 @@ def _prepare(runtime: Runtime, tenant: str, mode: str, family: str) -> tuple[Lab
 class Drill:
     """One run of the drill: its probers, its watch, its timeline and what went wrong."""
 
+    Report: type[GatewayReport] = GatewayReport
+
     def __init__(self, access: LabAccess, tenant: str, fault: modes.Mode, deadline: float,
                  progress: Callable[[str], None]):
         self.access, self.lab, self.tenant, self.fault = access, access.lab, tenant, fault
@@ -103,6 +105,15 @@ class Drill:
         self.takeover: float | None = None
         self.injected: float | None = None
         self.restored: float | None = None
+        self.initial_at: float | None = None  # back to the initial state after the restore
+
+    @property
+    def name(self) -> str:
+        return f"failover.{self.tenant}"
+
+    def _states(self) -> dict[str, str]:
+        """What the watch records as it changes, beyond the VIPs (none here)."""
+        return {}
 
     def vm(self, tenant: str) -> str:
         return self.lab.tenants[tenant].vm
@@ -115,21 +126,14 @@ class Drill:
                                         fam, self.interval)
                        for c in self.containers for fam in ("4", "6")}
         self.stream = tcp_stream(self.access.node(self.stream_from), str(res.ipv4), self.interval)
-        self.watch = Watch(self.access, self.t0, observe=self.fault.observe)
+        self.watch = Watch(self.access, self.t0, observe=self.fault.observe, states=self._states)
         self.timeline = Timeline(self.t0, self.progress)
         self.recorders = self.fault.background()
-        injected = None
         try:
             self._start_probers()
-            injected = self.injected = self._inject()
-            self._await_takeover(injected)
-            self._await_fault()
-            time.sleep(SETTLE + 2)
-            self._restore()
-            self._await_initial_state()
-            time.sleep(SETTLE)
+            self._steps()
         finally:
-            if injected is not None and self.restored is None:
+            if self.injected is not None and self.restored is None:
                 self.fault.restore()
             self.watch.stopping.set()
             parallel(Background.stop, [*self.probes.values(), self.stream, *self.recorders])
@@ -138,6 +142,16 @@ class Drill:
         return self._report()
 
     # -- the steps --------------------------------------------------------------------------------
+
+    def _steps(self) -> None:
+        """From the probers running to the lab back in its initial state."""
+        self.injected = self._inject()
+        self._await_takeover(self.injected)
+        self._await_fault()
+        time.sleep(SETTLE + 2)
+        self._restore()
+        self._await_initial_state()
+        time.sleep(SETTLE)
 
     def _start_sink(self) -> None:
         internet = self.access.node("internet")
@@ -208,7 +222,8 @@ class Drill:
         if not _until(back, 2 * self.deadline):
             self.problems.append("the lab is not back to its initial state after restore: " + "; ".join(left))
         else:
-            self.timeline.mark(f"back to the initial state: the gateway on {self.vm(master)}", "host")
+            self.initial_at = self.timeline.mark(
+                f"back to the initial state: the gateway on {self.vm(master)}", "host")
 
     # -- the report -------------------------------------------------------------------------------
 
@@ -220,8 +235,8 @@ class Drill:
         master = self.lab.master()
         since = self.watch.alone_since(master, restore_t)
         seen = transitions(self.access, self.t0)
-        report = GatewayReport(
-            drill=f"failover.{self.tenant}", tenant=self.tenant, mode=self.fault.name,
+        report = self.Report(
+            drill=self.name, tenant=self.tenant, mode=self.fault.name,
             family=self.fault.family, lab=self.lab.name, clock=CLOCK, interval=self.interval,
             expected_gateway=self.vm(self.expect), takeover_s=self.takeover,
             master_down_s=round(self.access.master_down(self.expect), 3),

@@ -121,6 +121,24 @@ class GatewayReport(_Json):
 
 
 @dataclass(kw_only=True)
+class CutReport(GatewayReport):
+    """failover.vxlan and failover.link: a cut, what it split or cut off, and the healing."""
+
+    split_brain: str = ""  # as first seen: "split brain: blueVM and greenVM both hold ..."
+    split_brain_s: float | None = None  # the cut -> both tenants hold the VIPs
+    cut_off: dict[str, str] = field(default_factory=dict)  # container -> why, while the fault is on
+    broken: list[str] = field(default_factory=list)  # what was wrong once the fault was undone
+    repair_s: float | None = None  # `invoke provision` repairing it
+    one_master_s: float | None = None  # restore -> one tenant alone holds the VIPs
+    dhcp_normal_s: float | None = None  # restore -> both DHCP servers in failover state normal
+    healed_s: float | None = None  # restore -> the lab in its initial state
+    duplicates: list[str] = field(default_factory=list)  # after healing: an address twice on VLAN 7
+    leased_twice: list[str] = field(default_factory=list)  # after healing: an address bound to two MACs
+    stale_neighbours: list[str] = field(default_factory=list)  # after healing: a VIP cached at the backup
+    neighbours_s: float | None = None  # restore -> every container's cache sends the VIPs to the master
+
+
+@dataclass(kw_only=True)
 class DhcpReport(_Json):
     """The DHCP failover drill: the primary stopped, a client's new lease from the secondary."""
 
@@ -171,6 +189,23 @@ def summary(report: GatewayReport) -> str:
                      + ("survived, no reset" if tcp.survived else "BROKEN"))
     lines += [f"  problem: {p}" for p in report.problems]
     return "\n".join(lines)
+
+
+def cut_summary(report: CutReport) -> str:
+    """The failover drill's summary, the containers cut off (and why) and the healing's figures."""
+    lines = summary(report).splitlines()
+    at = next((i for i, line in enumerate(lines) if line.startswith("  problem: ")), len(lines))
+    extra = [f"  cut off while the fault was on: {c}: {why}" for c, why in report.cut_off.items()]
+    extra += [f"  {what}: {v:.2f} s" for what, v in (
+        ("split brain after the cut", report.split_brain_s),
+        ("invoke provision (the repair)", report.repair_s),
+        ("one master after the restore", report.one_master_s),
+        ("DHCP failover normal after the restore", report.dhcp_normal_s),
+        ("the lab in its initial state after the restore", report.healed_s),
+        ("every neighbour cache at the master after the restore", report.neighbours_s)) if v is not None]
+    extra.append(f"  addresses leased twice: {len(report.leased_twice)}; addresses twice on VLAN 7: "
+                 f"{len(report.duplicates)}")
+    return "\n".join(lines[:at] + extra + lines[at:])
 
 
 def dhcp_summary(report: DhcpReport) -> str:

@@ -13,7 +13,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from lab.drills.report import PHASES, DhcpReport, GatewayReport, _Json
+from lab.drills.report import PHASES, CutReport, DhcpReport, GatewayReport, _Json
 
 QUANTILES = (50, 95, 99)
 
@@ -113,6 +113,37 @@ class GatewaySeries(_Json):
 
 
 @dataclass(kw_only=True)
+class CutSeries(GatewaySeries):
+    """Repeated failover.vxlan or failover.link drills: the gateway drill's figures and the cut's."""
+
+    split_brain_s: Stats = field(default_factory=Stats)
+    one_master_s: Stats = field(default_factory=Stats)
+    dhcp_normal_s: Stats = field(default_factory=Stats)
+    healed_s: Stats = field(default_factory=Stats)
+    neighbours_s: Stats = field(default_factory=Stats)
+    leased_twice: int = 0  # addresses leased to two MACs, over all trials
+    trials: list[CutReport] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, trials: list[CutReport], repeat: int, problems: Sequence[str] = (), **about) -> CutSeries:
+        s = super().of(trials, repeat, problems, **about)
+        assert isinstance(s, CutSeries)
+        for k in ("split_brain_s", "one_master_s", "dhcp_normal_s", "healed_s", "neighbours_s"):
+            setattr(s, k, stats([getattr(r, k) for r in trials if getattr(r, k) is not None]))
+        s.leased_twice = sum(len(r.leased_twice) for r in trials)
+        return s
+
+
+def cut_lines(s: CutSeries) -> list[str]:
+    """The cut's own figures, below the series' table."""
+    return [f"{what}: {_dist(st)}" for what, st in (
+        ("split brain after the cut", s.split_brain_s), ("one master after the restore", s.one_master_s),
+        ("DHCP normal after the restore", s.dhcp_normal_s), ("initial state after the restore", s.healed_s),
+        ("every neighbour cache at the master after the restore", s.neighbours_s))
+        if st.n] + [f"addresses leased twice: {s.leased_twice}"]
+
+
+@dataclass(kw_only=True)
 class DhcpSeries(_Json):
     drill: str = "failover.dhcp"
     lab: str = ""
@@ -191,6 +222,8 @@ def table(s: GatewaySeries) -> tuple[str, tuple[str, ...], list[tuple[str, ...]]
              if moved else "",
              f"a VIP on both tenants at once: {_dist(s.vips_on_both_s)}",
              f"spurious VRRP transitions: {s.spurious} (in {s.spurious_trials} of {len(s.trials)} trials)"]
+    if isinstance(s, CutSeries):
+        below += cut_lines(s)
     below += [f"problem: {p}" for p in s.problems]
     return title, HEADER, out, [b for b in below if b]
 

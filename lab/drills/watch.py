@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from lab.checks.seed import split_brain
 from lab.drills.access import LabAccess
 from lab.drills.probes import INTERVAL
 from lab.drills.report import Event
@@ -38,6 +39,8 @@ class Watch(threading.Thread):
     access: LabAccess
     t0: float
     observe: Callable[[], list[str]] = list  # the mode's own watch: what is wrong right now
+    states: Callable[[], dict[str, str]] = dict  # more to record as it changes: what -> its state
+    state: dict[str, str] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)
     holders: dict[str, list[str]] = field(default_factory=dict)
     observed: dict[str, float] = field(default_factory=dict)  # what the mode saw wrong: first seen
@@ -67,6 +70,7 @@ class Watch(threading.Thread):
             self._vips()
             marks_seen = self._marks(marks_seen)
             wrong = self._observe(wrong)
+            self._states()
             # Busy half the time at most: on an emulated VM a round costs seconds of its CPU,
             # which keepalived needs more than we do.
             time.sleep(max(INTERVAL, time.monotonic() - began))
@@ -88,7 +92,8 @@ class Watch(threading.Thread):
         # can show a moment of overlap that was not there.
         both = sorted(set.intersection(*(set(h) for h in now.values())))
         if both and self.both_since is None:
-            self.both_since = self.event(f"VIPs on both tenants: {' '.join(both)}", "host")
+            self.both_since = self.event(split_brain(lab, now) or f"VIPs on both tenants: {' '.join(both)}",
+                                         "host")
         elif not both and self.both_since is not None:
             t = self.event("VIPs on one tenant again", "host")
             self.both_s += t - self.both_since
@@ -96,6 +101,12 @@ class Watch(threading.Thread):
         self.holders = now
         if not self.alone or self.alone[-1][1] != self.holder():
             self.alone.append((round(time.time() - self.t0, 3), self.holder()))
+
+    def _states(self) -> None:
+        for what, state in self.states().items():
+            if self.state.get(what) != state:
+                self.event(f"{what}: {state}", "host")
+                self.state[what] = state
 
     def overlap(self) -> float:
         """How long a VIP was on both tenants at once, until now."""

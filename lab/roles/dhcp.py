@@ -70,3 +70,21 @@ def _last_state(r) -> str | None:
 
 def daemons(node: Node) -> Fact[list[str]]:
     return dead(node, DAEMONS)
+
+
+def bindings(node: Node) -> Fact[dict[str, str]]:
+    """The addresses dhcpd has bound (binding state active) and to which MAC, as its lease file
+    records them (the last record of an address is its state)."""
+    return Fact(node.name, ("cat", node.path(LEASES)), lambda r: active_bindings(r.out if r.ok else ""))
+
+
+def active_bindings(text: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for m in re.finditer(r"^lease (\S+) \{(.*?)^\}", text, re.M | re.S):
+        state = re.search(r"^\s*binding state (\S+);", m.group(2), re.M)
+        mac = re.search(r"^\s*hardware ethernet (\S+);", m.group(2), re.M)
+        if state and state.group(1) == "active" and mac:
+            out[m.group(1)] = mac.group(1)
+        else:
+            out.pop(m.group(1), None)
+    return out

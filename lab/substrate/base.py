@@ -132,6 +132,10 @@ class Runtime(Protocol):
     def containers(self, tenant: str, progress: Progress) -> None:
         """Make a tenant's containers, on its VM's shared VLAN (the VM is provisioned)."""
 
+    def carrier(self, machine: str, up: bool) -> None:
+        """A machine's NIC loses (or gets back) its carrier, as when its cable is pulled: done
+        on the switch's side, so the machine itself sees NO-CARRIER (a drill's fault)."""
+
     def problems(self) -> list[str]:
         """What keeps the lab from being converged (empty: converged)."""
 

@@ -17,6 +17,7 @@ from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_a
 from lab import checks, model
 from lab.deployment import Deployment
 from lab.host.lock import exclusive
+from lab.host.run import sh
 from lab.pool import parallel
 from lab.render import File
 from lab.roles import Target
@@ -26,6 +27,7 @@ from lab.topology import INTERNET
 from lab.vagrant import access, state
 from lab.vagrant import host as hosts
 from lab.vagrant import spec as specs
+from lab.vagrant.host.libvirt import VIRSH
 from lab.vagrant.lxd import ClientCert, TenantVmLxd
 
 # The VMs' own daemons the recipes rely on (the seed's OVS stanzas need ovs-vswitchd). Under
@@ -157,6 +159,11 @@ class VagrantLab:
 
     def containers(self, tenant: str, progress: Progress) -> None:
         self.lxd(tenant).up(progress)
+
+    def carrier(self, machine: str, up: bool) -> None:
+        # QEMU's link state of the VM's lab NIC: the guest's virtio NIC loses its carrier.
+        domain, mac = specs.lab_nic(self.lab, machine)
+        sh([*VIRSH, "domif-setlink", domain, mac, "up" if up else "down"], timeout=60)
 
     def problems(self) -> list[str]:
         return checks.problems(checks.converged(self.lab, self.node), self.node)

@@ -115,6 +115,14 @@ def domains(lab: model.Lab) -> list[str]:
     return [f"{domain_prefix(lab)}{vm}" for vm in (lab.router.vm, *(t.vm for t in lab.tenants.values()))]
 
 
+def lab_nic(lab: model.Lab, vm: str) -> tuple[str, str]:
+    """(libvirt domain, MAC) of a VM's lab NIC, as vms() gives them."""
+    for i, lk in enumerate(Topology(lab).vm_links(), start=1):
+        if lk.node == vm:
+            return f"{domain_prefix(lab)}{vm}", mac(lab, i)
+    raise ValueError(f"{vm} is no VM of lab {lab.name!r}")
+
+
 def mgmt_host_address(lab: model.Lab) -> IPv4Interface:
     return IPv4Interface(f"{next(MGMT_SUBNET.hosts())}/{MGMT_SUBNET.prefixlen}")
 

@@ -1,8 +1,10 @@
 """One LXD daemon per tenant network namespace, driven through pylxd.
 
-Each has its own LXD_DIR (a tmpfs, which also holds its storage pool), so its containers'
-NICs land on that namespace's bridge and nothing touches the root namespace. stop() removes
-exactly what the daemon made: its containers, processes, mounts, dir and cgroups.
+Each has its own LXD_DIR (a small tmpfs: database, logs) and its own storage pool, a btrfs on
+a loop device over a file on disk, so its containers' NICs land on that namespace's bridge and
+nothing touches the root namespace. The image is unpacked once per daemon; each container is a
+btrfs snapshot of it, sharing its blocks. stop() removes exactly what the daemon made: its
+containers, processes, mounts, dir, loop device, pool file and cgroups.
 """
 
 from __future__ import annotations
@@ -22,10 +24,13 @@ import pylxd.exceptions
 import requests
 
 from lab.containers.image import fingerprint
-from lab.host import process
+from lab.host import loops, process
 from lab.host.cgroups import cgroup_dirs, cgroup_procs, container_cgroups, remove_cgroup
 from lab.host.mounts import mounted, mounts, remove_tree
 from lab.host.wait import until
+
+# On disk: the labs' pool files, POOLS/<lab>/lxd-<tenant>.btrfs (on a tmpfs they would be memory).
+POOLS = Path("/var/lib/vxlab-pools")
 
 
 def processes_using(lxd_dir: Path) -> list[int]:
@@ -53,16 +58,23 @@ class _UnixHTTPConnection(http.client.HTTPConnection):
 
 
 class LxdDaemon:
-    """One `lxd` inside network namespace `netns`; LXD_DIR = lxd_dir, a tmpfs of its own."""
+    """One `lxd` inside network namespace `netns`; LXD_DIR = lxd_dir, a tmpfs of its own; its
+    storage pool a btrfs on a loop device over `pool_file`, mounted beside LXD_DIR."""
 
     POOL = "default"
+    IMAGES = "images"  # the pool's volume holding LXD's copy of the image tarball
 
-    def __init__(self, netns: str, lxd_dir: Path, storage_size: str = "2G") -> None:
-        """storage_size caps the tmpfs holding all of LXD_DIR: the image (~220 MB) plus
-        ~220 MB per container (the dir driver unpacks the whole image for each)."""
+    def __init__(self, netns: str, lxd_dir: Path, pool_file: Path, storage_size: str = "256M",
+                 pool_size: int = 4 << 30) -> None:
+        """storage_size caps the tmpfs of LXD_DIR (database and logs, ~25 MB); pool_size is the
+        sparse pool file's size (the image's tarball and its unpacked copy, ~450 MB, plus what
+        containers write)."""
         self.netns = netns
         self.lxd_dir = Path(lxd_dir).absolute()
+        self.pool_file = Path(pool_file).absolute()
+        self.pool_dir = self.lxd_dir.with_name(f"{self.lxd_dir.name}.pool")  # LXD refuses one inside LXD_DIR
         self.storage_size = storage_size
+        self.pool_size = pool_size
         self.socket = self.lxd_dir / "unix.socket"
         self.pid_file = self.lxd_dir / "vxlab-lxd.pid"
         self.log_file = self.lxd_dir / "lxd.log"
@@ -89,11 +101,12 @@ class LxdDaemon:
             if os.stat(f"/proc/{pid}/ns/net").st_ino != os.stat(f"/run/netns/{self.netns}").st_ino:
                 raise RuntimeError(f"lxd {pid} of {self.lxd_dir} runs in another netns: stop() it")
             return
-        # All of LXD_DIR goes on a tmpfs: a dir pool on ext4 costs 5-7 s per launch (unpacking),
-        # on tmpfs ~1 s. LXD refuses a pool source inside LXD_DIR and an existing
-        # storage-pools/NAME, so the pool dir cannot be a mount of its own: the tmpfs is LXD_DIR.
-        # Mounted before lxd starts: / is a private mount here, so a later mount would not
-        # reach the daemon's mount namespace.
+        # LXD_DIR on a tmpfs: its database syncs often. The pool is not in it: a dir pool on
+        # tmpfs held a full copy of the image per container (~220 MB each); on ext4 it cost
+        # 5-7 s per launch (unpacking). Both mounted before lxd starts: / is a private mount
+        # here, so a later mount would not reach the daemon's mount namespace.
+        if not mounted(self.pool_dir):
+            self._new_pool()
         self.lxd_dir.mkdir(parents=True, exist_ok=True)
         if not mounted(self.lxd_dir):
             subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={self.storage_size},mode=711",
@@ -142,6 +155,32 @@ class LxdDaemon:
                 texts.append(path.read_text()[-2000:])
         return "\n".join(texts)
 
+    def _new_pool(self) -> None:
+        """A btrfs on a loop device over a new sparse file, mounted on pool_dir. Made here, not
+        by LXD: given the device, LXD waits 10 s for a /dev/disk/by-uuid link (no udev here)."""
+        self._drop_pool()  # an interrupted run's
+        for _ in range(3):  # another lab's stop() may remove POOLS between our mkdirs
+            with contextlib.suppress(FileNotFoundError):
+                self.pool_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                with open(self.pool_file, "xb") as f:
+                    f.truncate(self.pool_size)
+                break
+        device = loops.attach(self.pool_file)
+        # Single metadata copy, no discard pass: a throwaway pool on a sparse file.
+        subprocess.run(["mkfs.btrfs", "-q", "-K", "-m", "single", device], check=True, capture_output=True)
+        self.pool_dir.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["mount", "-t", "btrfs", "-o", "noatime", device, str(self.pool_dir)], check=True)
+
+    def _drop_pool(self) -> None:
+        """Unmount pool_dir, detach the loop device, remove the file and the dirs made for it."""
+        remove_tree(self.pool_dir)
+        loops.detach(self.pool_file)  # once no mount namespace holds the btrfs any more
+        self.pool_file.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # made for the pool files: removed once empty
+            self.pool_file.parent.rmdir()
+            if self.pool_file.parent.parent == POOLS:
+                POOLS.rmdir()
+
     def client(self) -> pylxd.Client:
         if self._client is None:
             self._client = pylxd.Client(endpoint=str(self.socket))
@@ -151,7 +190,17 @@ class LxdDaemon:
         """Pool, default profile (eth0 on `bridge`) and image alias; each step idempotent."""
         client = self.client()
         if not client.storage_pools.exists(self.POOL):
-            client.storage_pools.create({"name": self.POOL, "driver": "dir", "config": {}})
+            client.storage_pools.create({"name": self.POOL, "driver": "btrfs",
+                                         "config": {"source": str(self.pool_dir)}})
+        images_volume = f"{self.POOL}/{self.IMAGES}"
+        if client.api.get().json()["metadata"]["config"].get("storage.images_volume") != images_volume:
+            # LXD keeps the image's tarball (~220 MB) after unpacking it: in the pool, not the tmpfs.
+            volumes = client.api.storage_pools[self.POOL].volumes.custom
+            try:
+                volumes[self.IMAGES].get()
+            except pylxd.exceptions.NotFound:
+                volumes.post(json={"name": self.IMAGES})
+            client.api.patch(json={"config": {"storage.images_volume": images_volume}})
         profile = client.profiles.get("default")
         devices = {
             "root": {"type": "disk", "path": "/", "pool": self.POOL},
@@ -194,6 +243,7 @@ class LxdDaemon:
             leftovers += cgroup_procs(cgroup)
         process.terminate(sorted(set(leftovers) - {os.getpid()}), timeout, first=signal.SIGKILL)
         remove_tree(self.lxd_dir)  # the tmpfs, and any mount left below it
+        self._drop_pool()
         for cgroup in container_cgroups(names):
             remove_cgroup(cgroup)
         if not _lxd_processes():

@@ -24,6 +24,7 @@ from lab import model  # noqa: E402
 from lab.containers.image import ensure_image  # noqa: E402
 from lab.embedded import EmbeddedLab  # noqa: E402
 from lab.host.cgroups import container_cgroups  # noqa: E402
+from lab.host.mounts import mounts  # noqa: E402
 
 TARGETS = {"netns": 10.0, "lxd": 20.0, "down": 5.0}
 
@@ -36,7 +37,8 @@ def bench_lab(driver: str) -> EmbeddedLab:
 
 def memory_mib(elab: EmbeddedLab) -> float:
     """RSS of every process in the lab's namespaces, plus LXD: daemons, containers' cgroups
-    and the tmpfs holding their file systems."""
+    and LXD_DIR if it is a tmpfs (it held the containers' file systems until they moved to a
+    btrfs on disk)."""
     kib = 0
     pids: set[int] = set()
     for ns in elab.net.vm_namespaces() + elab.net.light_namespaces():
@@ -60,8 +62,11 @@ def memory_mib(elab: EmbeddedLab) -> float:
         for f in ("memory.current", "memory.usage_in_bytes"):
             if (cg / f).exists() and "payload" in cg.name:
                 mib += int((cg / f).read_text()) / 2**20
+    tmpfs = {target for _, target, fstype, _ in mounts() if fstype == "tmpfs"}
     for tenant in elab.lab.tenants if elab.driver == "lxd" else ():
         d = elab.lxd(tenant).daemon.lxd_dir
+        if str(d) not in tmpfs:
+            continue
         df = subprocess.run(["df", "--output=used", "-k", str(d)], capture_output=True, text=True)
         mib += int(df.stdout.split()[-1]) / 1024
     return mib

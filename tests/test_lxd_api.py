@@ -67,3 +67,21 @@ def test_a_transient_refusal_is_tried_again_up_to_four_times(monkeypatch):
     with pytest.raises(RuntimeError, match="Instance not found"):
         _again_if_transient(_refuse("Instance not found"))
     assert pauses == []
+
+
+def test_each_lab_and_tenant_has_its_own_lxd_dir_pool_file_and_mount():
+    from lab import model
+    from lab.containers.daemon import POOLS
+    from lab.containers.lxd_nodes import TenantLxd
+    from lab.substrate.netns import NetnsLab
+
+    daemons = [TenantLxd(lab, tenant, NetnsLab(lab)).daemon
+               for lab in (model.load(model.DEFAULT_LAB, [f"name={name}"]) for name in ("alice", "bob"))
+               for tenant in lab.tenants]
+    for what in ("lxd_dir", "pool_file", "pool_dir"):
+        paths = [getattr(d, what) for d in daemons]
+        assert len(set(paths)) == len(daemons) == 4, paths
+    for d in daemons:
+        assert d.pool_file.parent.parent == POOLS  # POOLS/<lab>/lxd-<tenant>.btrfs
+        assert d.pool_dir.parent == d.lxd_dir.parent  # LXD refuses a pool inside LXD_DIR
+        assert d.pool_file.name.removesuffix(".btrfs") == d.lxd_dir.name

@@ -1,8 +1,10 @@
 """One LXD daemon per tenant network namespace, driven through pylxd.
 
-Each has its own LXD_DIR (a tmpfs, which also holds its storage pool), so its containers'
-NICs land on that namespace's bridge and nothing touches the root namespace. stop() removes
-exactly what the daemon made: its containers, processes, mounts, dir and cgroups.
+Each has its own btrfs, on a loop device over a file on disk, whose two subvolumes are its
+LXD_DIR (database, logs) and its storage pool, so its containers' NICs land on that namespace's
+bridge and nothing touches the root namespace. The image is unpacked once per daemon; each
+container is a btrfs snapshot of it, sharing its blocks. stop() removes exactly what the daemon
+made: its containers, processes, mounts, dirs, loop device, file and cgroups.
 """
 
 from __future__ import annotations
@@ -22,10 +24,13 @@ import pylxd.exceptions
 import requests
 
 from lab.containers.image import fingerprint
-from lab.host import process
+from lab.host import loops, process
 from lab.host.cgroups import cgroup_dirs, cgroup_procs, container_cgroups, remove_cgroup
 from lab.host.mounts import mounted, mounts, remove_tree
 from lab.host.wait import until
+
+# On disk: the labs' btrfs files, POOLS/<lab>/lxd-<tenant>.btrfs (on a tmpfs they would be memory).
+POOLS = Path("/var/lib/vxlab-pools")
 
 
 def processes_using(lxd_dir: Path) -> list[int]:
@@ -53,16 +58,19 @@ class _UnixHTTPConnection(http.client.HTTPConnection):
 
 
 class LxdDaemon:
-    """One `lxd` inside network namespace `netns`; LXD_DIR = lxd_dir, a tmpfs of its own."""
+    """One `lxd` inside network namespace `netns`. LXD_DIR = lxd_dir and its storage pool (mounted
+    beside it) are two subvolumes of one btrfs on a loop device over `pool_file`."""
 
     POOL = "default"
 
-    def __init__(self, netns: str, lxd_dir: Path, storage_size: str = "2G") -> None:
-        """storage_size caps the tmpfs holding all of LXD_DIR: the image (~220 MB) plus
-        ~220 MB per container (the dir driver unpacks the whole image for each)."""
+    def __init__(self, netns: str, lxd_dir: Path, pool_file: Path, pool_size: int = 4 << 30) -> None:
+        """pool_size is the sparse file's size: it holds LXD's database (~25 MB), the image's
+        tarball and one unpacked copy (~450 MB), and what containers write."""
         self.netns = netns
         self.lxd_dir = Path(lxd_dir).absolute()
-        self.storage_size = storage_size
+        self.pool_file = Path(pool_file).absolute()
+        self.pool_dir = self.lxd_dir.with_name(f"{self.lxd_dir.name}.pool")  # LXD refuses one inside LXD_DIR
+        self.pool_size = pool_size
         self.socket = self.lxd_dir / "unix.socket"
         self.pid_file = self.lxd_dir / "vxlab-lxd.pid"
         self.log_file = self.lxd_dir / "lxd.log"
@@ -89,15 +97,18 @@ class LxdDaemon:
             if os.stat(f"/proc/{pid}/ns/net").st_ino != os.stat(f"/run/netns/{self.netns}").st_ino:
                 raise RuntimeError(f"lxd {pid} of {self.lxd_dir} runs in another netns: stop() it")
             return
-        # All of LXD_DIR goes on a tmpfs: a dir pool on ext4 costs 5-7 s per launch (unpacking),
-        # on tmpfs ~1 s. LXD refuses a pool source inside LXD_DIR and an existing
-        # storage-pools/NAME, so the pool dir cannot be a mount of its own: the tmpfs is LXD_DIR.
-        # Mounted before lxd starts: / is a private mount here, so a later mount would not
-        # reach the daemon's mount namespace.
-        self.lxd_dir.mkdir(parents=True, exist_ok=True)
-        if not mounted(self.lxd_dir):
-            subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={self.storage_size},mode=711",
-                            f"hlxd-{self.netns}", str(self.lxd_dir)], check=True)
+        # Not a dir pool: on tmpfs it held a full copy of the image per container (~220 MB
+        # each), on ext4 it cost 5-7 s per launch (unpacking). Mounted before lxd starts: / is
+        # a private mount here, so a later mount would not reach the daemon's mount namespace.
+        if not mounted(self.pool_dir) and not mounted(self.lxd_dir):
+            self._new_btrfs()
+        device = self._device()
+        for path, subvolume in ((self.pool_dir, "pool"), (self.lxd_dir, "lxd")):
+            path.mkdir(parents=True, exist_ok=True)
+            if not mounted(path):
+                options = f"noatime,subvol={subvolume}"
+                subprocess.run(["mount", "-t", "btrfs", "-o", options, device, str(path)], check=True)
+        self.lxd_dir.chmod(0o711)
         # `ip netns exec` remounts /sys, which empties /sys/fs/cgroup: without cgroups systemd
         # containers die. Replay the host's cgroup mounts in that mount namespace, then exec.
         replay = [
@@ -142,6 +153,49 @@ class LxdDaemon:
                 texts.append(path.read_text()[-2000:])
         return "\n".join(texts)
 
+    def _new_btrfs(self) -> None:
+        """A btrfs with subvolumes `pool` and `lxd` on a loop device over a new sparse file.
+        Made here, not by LXD: given the device, LXD waits 10 s for a /dev/disk/by-uuid link
+        (no udev here); and LXD would keep its own loop file in LXD_DIR."""
+        self._drop_btrfs()  # an interrupted run's
+        for _ in range(3):  # another lab's stop() may remove POOLS between our mkdirs
+            with contextlib.suppress(FileNotFoundError):
+                self.pool_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                with open(self.pool_file, "xb") as f:
+                    f.truncate(self.pool_size)
+                break
+        device = loops.attach(self.pool_file)
+        # Single metadata copy, no discard pass: a throwaway file system on a sparse file.
+        subprocess.run(["mkfs.btrfs", "-q", "-K", "-m", "single", device], check=True, capture_output=True)
+        # Two subvolumes, since LXD refuses a pool inside LXD_DIR: made in the top level, mounted
+        # for that only on pool_dir.
+        self.pool_dir.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["mount", "-t", "btrfs", "-o", "noatime", device, str(self.pool_dir)], check=True)
+        try:
+            for subvolume in ("pool", "lxd"):
+                subprocess.run(["btrfs", "-q", "subvolume", "create", str(self.pool_dir / subvolume)],
+                               check=True, capture_output=True)
+        finally:
+            subprocess.run(["umount", str(self.pool_dir)], check=True)
+
+    def _device(self) -> str:
+        devices = loops.backed_by(self.pool_file)
+        if not devices:
+            raise RuntimeError(f"no loop device on {self.pool_file}: stop() this daemon and start it again")
+        return devices[0]
+
+    def _drop_btrfs(self) -> None:
+        """Unmount lxd_dir and pool_dir, detach the loop device, remove the file and the dirs
+        made for it."""
+        remove_tree(self.lxd_dir)
+        remove_tree(self.pool_dir)
+        loops.detach(self.pool_file)  # once no mount namespace holds the btrfs any more
+        self.pool_file.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # made for the pool files: removed once empty
+            self.pool_file.parent.rmdir()
+            if self.pool_file.parent.parent == POOLS:
+                POOLS.rmdir()
+
     def client(self) -> pylxd.Client:
         if self._client is None:
             self._client = pylxd.Client(endpoint=str(self.socket))
@@ -151,7 +205,8 @@ class LxdDaemon:
         """Pool, default profile (eth0 on `bridge`) and image alias; each step idempotent."""
         client = self.client()
         if not client.storage_pools.exists(self.POOL):
-            client.storage_pools.create({"name": self.POOL, "driver": "dir", "config": {}})
+            client.storage_pools.create({"name": self.POOL, "driver": "btrfs",
+                                         "config": {"source": str(self.pool_dir)}})
         profile = client.profiles.get("default")
         devices = {
             "root": {"type": "disk", "path": "/", "pool": self.POOL},
@@ -193,7 +248,7 @@ class LxdDaemon:
         for cgroup in container_cgroups(names):
             leftovers += cgroup_procs(cgroup)
         process.terminate(sorted(set(leftovers) - {os.getpid()}), timeout, first=signal.SIGKILL)
-        remove_tree(self.lxd_dir)  # the tmpfs, and any mount left below it
+        self._drop_btrfs()  # and any mount left below lxd_dir
         for cgroup in container_cgroups(names):
             remove_cgroup(cgroup)
         if not _lxd_processes():

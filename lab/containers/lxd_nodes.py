@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 
 from lab import model
 from lab.containers.container import LxdContainer, prune
-from lab.containers.daemon import LxdDaemon
+from lab.containers.daemon import POOLS, LxdDaemon
 from lab.containers.image import ensure_image
 from lab.substrate.base import CommandError, Result
 from lab.substrate.netns import NetnsLab
@@ -65,7 +65,8 @@ class TenantLxd:
     def __init__(self, lab: model.Lab, tenant: str, net: NetnsLab):
         self.lab = lab
         self.tenant = tenant
-        self.daemon = LxdDaemon(net.ns(lab.tenants[tenant].vm), net.state / f"lxd-{tenant}")
+        self.daemon = LxdDaemon(net.ns(lab.tenants[tenant].vm), net.state / f"lxd-{tenant}",
+                                POOLS / lab.name / f"lxd-{tenant}.btrfs")
 
     def instance(self, name: str) -> str:
         return f"{self.lab.name}-{name}"
@@ -93,7 +94,8 @@ class TenantLxd:
             progress(f"{name.removeprefix(self.instance(''))}: removed (no longer in the lab description)")
 
     def down(self) -> list[str]:
-        if not self.daemon.lxd_dir.exists() and not self.daemon.running():
+        d = self.daemon
+        if not d.lxd_dir.exists() and not d.pool_file.exists() and not d.running():
             return []
         self.daemon.stop()
         return [f"LXD daemon and containers of {self.lab.tenants[self.tenant].vm}"]

@@ -18,6 +18,7 @@ import yaml
 from conftest import needs_root
 
 from lab import lifecycle, model
+from lab.containers.daemon import POOLS
 from lab.embedded import EmbeddedLab
 from lab.host.cgroups import container_cgroups
 from lab.host.wait import until
@@ -41,15 +42,18 @@ def sh(*argv: str, check: bool = True) -> str:
 
 
 def footprint() -> dict:
-    """What a lab can leave on the host: namespaces, processes in them, mounts, files, cgroups."""
+    """What a lab can leave on the host: namespaces, processes in them, mounts, loop devices,
+    files, cgroups."""
     netns = sorted(n.split()[0] for n in sh("ip", "netns", "list").splitlines() if n.startswith(NAME))
     mounts = sorted(line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()
                     if f"/{NAME}" in line.split()[1])
     names = [f"{NAME}-{n.name}" for n in model.load().nodes() if n.is_container]
     cgroups = sorted(str(p) for p in container_cgroups(names))  # any hierarchy, v1 or v2
-    files = sorted(str(p) for p in (Path("/run/vxlab") / NAME, Path("/etc/netns") / f"{NAME}-routerVM")
-                   if p.exists())
-    return {"netns": netns, "mounts": mounts, "cgroups": cgroups, "files": files}
+    loops = sorted(line for line in sh("losetup", "--list", "--noheadings").splitlines()
+                   if f"/{NAME}/" in line)  # a pool file's path names its lab
+    files = sorted(str(p) for p in (Path("/run/vxlab") / NAME, Path("/etc/netns") / f"{NAME}-routerVM",
+                                    POOLS / NAME) if p.exists())
+    return {"netns": netns, "mounts": mounts, "loops": loops, "cgroups": cgroups, "files": files}
 
 
 @pytest.fixture(scope="module", params=["netns", "lxd"])
@@ -57,7 +61,7 @@ def elab(request):
     lab = EmbeddedLab(lab_named_vxtest(request.param))
     lab.down()
     before = footprint()
-    assert before == {"netns": [], "mounts": [], "cgroups": [], "files": []}
+    assert before == {"netns": [], "mounts": [], "loops": [], "cgroups": [], "files": []}
     lab.up(timeout=120)
     yield lab
     lab.down()
@@ -293,6 +297,6 @@ def test_a_client_taken_out_of_the_description_is_removed(elab):
 
 def test_down_leaves_nothing(elab):
     elab.down()
-    assert footprint() == {"netns": [], "mounts": [], "cgroups": [], "files": []}
+    assert footprint() == {"netns": [], "mounts": [], "loops": [], "cgroups": [], "files": []}
     assert not elab.exists()
     elab.down()  # idempotent

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from lab.containers.container import LxdContainer
-from lab.containers.daemon import LxdDaemon, processes_using
+from lab.containers.daemon import POOLS, LxdDaemon, processes_using
 from lab.containers.image import ensure_image
 from lab.host.cgroups import container_cgroups
 
@@ -82,7 +82,7 @@ def netns() -> Iterator[str]:
 
 @pytest.fixture
 def daemon(netns: str) -> Iterator[LxdDaemon]:
-    d = LxdDaemon(netns, WORK / "lxd-t1")
+    d = LxdDaemon(netns, WORK / "lxd-t1", POOLS / "hlxd-test" / "lxd-t1.btrfs")
     d.stop()  # what a crashed earlier run may have left
     try:
         yield d
@@ -129,13 +129,25 @@ def test_lxd_in_netns(image: Path, daemon: LxdDaemon) -> None:
     rc, out, _ = containers[0].run(["sh", "-c", "cat; echo err >&2; exit 3"], input=b"in\n")
     assert (rc, out) == (3, "in\n")
 
+    # Copy-on-write: the image's tarball and one unpacked copy on disk, none per container;
+    # nothing of LXD's on a tmpfs (memory).
+    on_disk = daemon.pool_file.stat().st_blocks * 512
+    assert on_disk < 2 * image.stat().st_size + (64 << 20), on_disk
+    with open("/proc/self/mounts") as f:
+        fstypes = {fields[1]: fields[2] for fields in (line.split() for line in f)}
+    assert (fstypes[str(daemon.lxd_dir)], fstypes[str(daemon.pool_dir)]) == ("btrfs", "btrfs")
+
     lxd_dir = daemon.lxd_dir
     with timed("daemon stop + cleanup"):
         daemon.stop()
     assert not daemon.running()
     assert processes_using(lxd_dir) == []
     with open("/proc/self/mounts") as f:
-        assert [line for line in f if str(lxd_dir) in line] == []
+        assert [line for line in f if str(lxd_dir) in line or str(daemon.pool_dir) in line] == []
+    loops = subprocess.run(["losetup", "--list"], capture_output=True, text=True, check=True).stdout
+    assert str(daemon.pool_file) not in loops
     assert not lxd_dir.exists()
+    assert not daemon.pool_dir.exists()
+    assert not daemon.pool_file.parent.exists()
     assert container_cgroups(list(CONTAINERS)) == []
     daemon.stop()  # idempotent

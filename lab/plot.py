@@ -120,12 +120,14 @@ def profile_of(series: GatewaySeries) -> str:
 
 
 def compare(many: list[GatewaySeries]) -> Figure:
-    """Repeated drills side by side (the timing profiles): one panel per family, a step line per
-    series of each (trial, prober)'s longest outage while the fault was on, on a log scale (the
-    profiles differ by a factor of 30)."""
+    """Repeated drills side by side (the timing profiles): one panel per family that lost
+    anything, a step line per series of each (trial, prober)'s longest outage while the fault
+    was on, on a log scale (the profiles differ by a factor of 30)."""
     if not all(s.trials for s in many):
         raise ValueError("a drill series has no trials to draw")
-    families = sorted({fam for s in many for fam in outages_by_family(s, "failover")})
+    lost = {fam for s in many for fam, values in outages_by_family(s, "failover").items()
+            if any(v != 0 for v in values)}  # an IPv4-only fault: no IPv6 panel of zeros
+    families = sorted(lost or {fam for s in many for fam in outages_by_family(s, "failover")})
     fig = Figure(figsize=(_WIDTH, 4.2), layout="constrained")
     FigureCanvasAgg(fig)
     for ax, fam in zip(fig.subplots(1, len(families), squeeze=False)[0], families, strict=True):

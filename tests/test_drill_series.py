@@ -178,7 +178,7 @@ def test_two_profiles_are_drawn_side_by_side_per_family(tmp_path):
                             mode="uplink", family="both", profile="fast")
     fig = plot.compare([seed, fast])
     panels = {ax.get_label(): ax for ax in fig.axes}
-    assert set(panels) == {"IPv4", "IPv6"}
+    assert set(panels) == {"IPv4"}  # nothing lost on IPv6 while the faults were on: no panel of zeros
     v4 = {line.get_label(): line for line in panels["IPv4"].get_lines()}
     assert set(v4) == {"seed profile: 3 trials, n=6, 1 open", "fast profile: 1 trials, n=2"}
     assert list(v4["fast profile: 1 trials, n=2"].get_xdata())[-1] == 90

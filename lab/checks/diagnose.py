@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from lab.facts import Fact, dead, read
 from lab.render import render
-from lab.roles import ROLES, interfaces
+from lab.roles import ROLES, dhcp, interfaces
 from lab.roles.common import INTERFACES
 from lab.substrate.base import Runtime
 
@@ -18,8 +18,9 @@ def causes(rt: Runtime) -> list[str]:
         node = rt.node(spec.name)
         if INTERFACES in files[spec.name]:
             wanted.append((spec.name, interfaces.fact(node, files[spec.name][INTERFACES].text)))
-        if ROLES[spec.role].DAEMONS:
-            wanted.append((spec.name, dead(node, ROLES[spec.role].DAEMONS)))
+        daemons = dhcp.daemons_of(rt.lab) if spec.role == "dhcp" else ROLES[spec.role].DAEMONS
+        if daemons:
+            wanted.append((spec.name, dead(node, daemons)))
     out = []
     for (name, _), found in zip(wanted, read(rt.node, [f for _, f in wanted]), strict=True):
         out += [f"{name}: {d.what}" if isinstance(d, interfaces.Drift) else f"{name}: {d} is not running"

@@ -1,14 +1,18 @@
 """Kea beside ISC DHCP (dhcp.server): the model's choice and its refusals, the Kea lab's files
-(golden, checked by kea-dhcp4 and kea-ctrl-agent in tests/test_validators.py)."""
+(golden, checked by kea-dhcp4 and kea-ctrl-agent in tests/test_validators.py), the role's
+services and facts."""
 
 import json
 from pathlib import Path
 
 import pytest
 import yaml
+from test_facts import PathNode, result
 
-from lab import model, render
+from lab import checks, model, render
 from lab.deployment import Deployment
+from lab.roles import dhcp
+from lab.roles.target import Target
 
 GOLDEN = Path(__file__).parent / "golden" / "kea"
 KEA = ["dhcp.server=kea", "containers.driver=netns"]
@@ -99,3 +103,125 @@ def test_a_refusal_names_the_line_of_the_lab_file(tmp_path):
     data["dhcp"]["kea"]["heartbeat_delay_ms"] = 500
     f.write_text(yaml.safe_dump(data, sort_keys=False))
     assert model.load(f).dhcp.kea.mode == "hot-standby"
+
+
+class Light(PathNode):
+    kind = "namespace"
+
+
+def test_kea_daemons_run_with_the_nodes_own_paths():
+    lab = model.load(sets=KEA)
+    spec = lab.node("blueDHCP")
+    deployment = Deployment.of(lab, "netns")
+    root = deployment.root(lab, spec)
+    t = Target(lab, spec, Light("blueDHCP", root), render.render_node(lab, spec, deployment), light=True)
+    d4, agent = dhcp.services(t)
+    assert d4.argv == ("kea-dhcp4", "-c", f"{root}/etc/kea/kea-dhcp4.conf")
+    assert agent.argv == ("kea-ctrl-agent", "-c", f"{root}/etc/kea/kea-ctrl-agent.conf")
+    assert dict(d4.env) == {"KEA_PIDFILE_DIR": f"{root}/run/kea", "KEA_LOCKFILE_DIR": f"{root}/run/lock/kea"}
+    assert d4.pidfiles == (f"{root}/run/kea/kea-dhcp4.kea-dhcp4.pid",)
+    assert (d4.unit, agent.unit) == ("kea-dhcp4-server", "kea-ctrl-agent")
+    assert dhcp.server(t) == d4
+    isc = model.load(sets=["containers.driver=netns"])
+    assert dhcp.server(Target(isc, spec, Light("blueDHCP", root),
+                              render.render_node(isc, spec, deployment))).name == "dhcpd"
+
+
+STATUS = [{"result": 0, "text": "", "arguments": {"pid": 7, "high-availability": [{
+    "ha-mode": "load-balancing", "ha-servers": {
+        "local": {"role": "primary", "scopes": ["blueDHCP"], "state": "partner-down"},
+        "remote": {"role": "secondary", "last-state": "", "in-touch": False}}}]}}]
+
+
+def test_kea_ha_state_from_status_get_and_a_stopped_server():
+    lab = model.load(sets=KEA)
+    fact = dhcp.failover(lab, PathNode("blueDHCP", "/r/blueDHCP"))
+    assert "/r/blueDHCP/run/kea/kea-dhcp4.kea-dhcp4.pid" in fact.argv[2]
+    assert "http://192.0.2.250:8000/" in fact.argv[2] and '"command": "status-get"' in fact.argv[2]
+    assert fact.parse(result(json.dumps(STATUS))) == "partner-down"
+    assert fact.parse(result(dhcp.KEA_NOT_RUNNING + "\n")) == dhcp.KEA_NOT_RUNNING
+    assert fact.parse(result("curl: (7) Failed to connect", rc=7)) is None
+    assert dhcp.normal(lab) == "load-balancing" and dhcp.normal(model.load()) == "normal"
+
+
+DHCPD_LEASES = """\
+lease 192.0.2.10 {
+  starts 0 2026/11/29 16:00:00;
+  binding state active;
+  hardware ethernet 8e:4d:69:27:52:69;
+}
+failover peer "failover-partner" state {
+  my state normal at 0 2026/11/29 16:00:00;
+}
+lease 192.0.2.11 {
+  binding state active;
+  hardware ethernet 62:c3:6a:3e:77:86;
+}
+lease 192.0.2.11 {
+  binding state free;
+  hardware ethernet 62:c3:6a:3e:77:86;
+}
+lease 192.0.2.12 {
+  binding state backup;
+}
+"""
+
+
+def test_dhcpd_leases_the_last_entry_of_each_address_if_active():
+    fact = dhcp.leases(model.load(), PathNode("blueDHCP", "/r/blueDHCP"))
+    assert fact.argv == ("cat", "/r/blueDHCP/var/lib/dhcp/dhcpd.leases")
+    assert fact.parse(result(DHCPD_LEASES)) == {"192.0.2.10": "8e:4d:69:27:52:69"}
+    assert fact.parse(result("", rc=1)) is None
+
+
+def test_kea_leases_by_address():
+    lab = model.load(sets=KEA)
+    fact = dhcp.leases(lab, PathNode("greenDHCP"))
+    leases = [{"result": 0, "arguments": {"leases": [
+        {"ip-address": "192.0.2.60", "hw-address": "00:16:3e:00:00:01", "state": 0},
+        {"ip-address": "192.0.2.61", "hw-address": "00:16:3e:00:00:02", "state": 2}]}}]
+    assert fact.parse(result(json.dumps(leases))) == {"192.0.2.60": "00:16:3e:00:00:01"}
+    assert fact.parse(result(json.dumps([{"result": 3, "text": "0 IPv4 lease(s) found."}]))) == {}
+    assert fact.parse(result("", rc=7)) is None
+
+
+def test_the_checks_want_both_kea_daemons_in_the_modes_normal_state():
+    lab = model.load(sets=[*KEA, "dhcp.kea.mode=hot-standby"])
+    pair = checks.dhcp_pair(lab, PathNode)
+    said = {c.name: c.expect for c in pair if c.node == "greenDHCP"}
+    assert said["gateway.daemons"] == "kea-dhcp4 and kea-ctrl-agent run"
+    assert said["gateway.dhcp-failover"] == "kea-dhcp4 (secondary) in failover state hot-standby"
+
+
+def test_the_drill_finds_an_address_bound_to_two_macs_and_unread_leases():
+    from lab.drills.dhcp import double_bound
+
+    same = {"blueDHCP": {"192.0.2.10": "8E:4D:69:27:52:69"}, "greenDHCP": {"192.0.2.10": "8e:4d:69:27:52:69"}}
+    assert double_bound(same) == []
+    two = {"greenDHCP (primary stopped)": {"192.0.2.10": "02:00:00:00:00:01"},
+           "blueDHCP": {"192.0.2.10": "02:00:00:00:00:02", "192.0.2.11": "02:00:00:00:00:03"},
+           "greenDHCP": None}
+    assert double_bound(two) == [
+        "the leases of greenDHCP could not be read",
+        "192.0.2.10 is bound to 2 MACs: 02:00:00:00:00:01 (greenDHCP (primary stopped)); "
+        "02:00:00:00:00:02 (blueDHCP)"]
+
+
+class WithoutKea(PathNode):
+    """An LXD container or VM of today's image and box: no kea-dhcp4; nothing may be placed."""
+
+    kind = "LXD container"
+
+    def run(self, argv, **kw):
+        assert argv == ["sh", "-c", "command -v kea-dhcp4"], argv
+        return result("", rc=1)
+
+
+def test_a_node_without_kea_is_refused_before_anything_is_placed():
+    from lab.substrate.base import CommandError
+
+    lab = model.load(sets=["dhcp.server=kea"])
+    spec = lab.node("blueDHCP")
+    t = Target(lab, spec, WithoutKea("blueDHCP"), render.render_node(lab, spec, Deployment.of(lab, "netns")))
+    with pytest.raises(CommandError, match="containers.driver netns"):
+        dhcp.apply(t)

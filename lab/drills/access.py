@@ -89,7 +89,16 @@ class LabAccess:
         return tenant.DAEMONS["radvd"]
 
     def dhcpd(self, server: str) -> Service:
-        return dhcp.dhcpd(self._target(server))
+        """The daemon that answers DHCP on this server: dhcpd or kea-dhcp4."""
+        return dhcp.server(self._target(server))
+
+    def dhcp_normal_state(self) -> str:
+        """Both DHCP servers' failover state when all is well (dhcpd's, or Kea's HA mode)."""
+        return dhcp.normal(self.lab)
+
+    def leases(self, server: str) -> dict[str, str] | None:
+        """A DHCP server's active leases, address: MAC (None: unread)."""
+        return read(self.node, [dhcp.leases(self.lab, self.node(server))])[0]
 
     def lease_server(self, name: str) -> str | None:
         """The DHCP server the client's lease came from."""

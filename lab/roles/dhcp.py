@@ -12,7 +12,7 @@ from lab.facts import Fact, dead
 from lab.model import Lab
 from lab.roles.common import ifupdown, place, service
 from lab.roles.target import Target
-from lab.substrate.base import Node, Result, Service
+from lab.substrate.base import CommandError, Node, Result, Service
 from lab.substrate.systemd import pid_alive
 
 DHCPD = "/etc/dhcp/dhcpd.conf"
@@ -30,6 +30,10 @@ KEA_LOCKS = "/run/lock/kea"  # the loggers' lock files (KEA_LOCKFILE_DIR)
 # Kea names a pid file <config file's base name>.<program>.pid
 KEA_DAEMONS = {"kea-dhcp4": f"{KEA_RUN}/kea-dhcp4.kea-dhcp4.pid",
                "kea-ctrl-agent": f"{KEA_RUN}/kea-ctrl-agent.kea-ctrl-agent.pid"}
+
+
+NO_KEA = ("Kea is not installed here: the lab's LXD image and Vagrant box carry ISC DHCP only "
+          "(for now); run dhcp.server kea with light containers (containers.driver netns)")
 
 
 def daemons_of(lab: Lab) -> dict[str, str]:
@@ -78,9 +82,12 @@ def services(t: Target) -> list[Service]:
 
 
 def apply(t: Target) -> None:
+    kea = t.lab.dhcp.server == "kea"
+    if kea and not t.light and not t.node.run(["sh", "-c", "command -v kea-dhcp4"], check=False).ok:
+        raise CommandError(t.node.name, Result(("kea-dhcp4",), 127, "", NO_KEA))
     changed = place(t)
     ifupdown(t)
-    if t.lab.dhcp.server == "kea":
+    if kea:
         if t.light:  # the units make these on systemd nodes (owned by _kea)
             t.node.run(["mkdir", "-p", *(t.path(d) for d in (KEA_RUN, KEA_LOCKS, "/var/lib/kea"))])
         service(t, kea_dhcp4(t), KEA_DHCP4 in changed)

@@ -225,3 +225,10 @@ def test_a_node_without_kea_is_refused_before_anything_is_placed():
     t = Target(lab, spec, WithoutKea("blueDHCP"), render.render_node(lab, spec, Deployment.of(lab, "netns")))
     with pytest.raises(CommandError, match="containers.driver netns"):
         dhcp.apply(t)
+
+
+def test_the_primarys_scope_by_address():
+    lb, hs = model.load(sets=KEA), model.load(sets=[*KEA, "dhcp.kea.mode=hot-standby"])
+    assert dhcp.primary_scope(lb, "192.0.2.50") and not dhcp.primary_scope(lb, "192.0.2.51")
+    assert dhcp.primary_scope(hs, "192.0.2.90") and not dhcp.primary_scope(hs, None)
+    assert not dhcp.primary_scope(model.load(), "192.0.2.10")  # dhcpd: never said

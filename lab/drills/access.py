@@ -92,6 +92,10 @@ class LabAccess:
         """The daemon that answers DHCP on this server: dhcpd or kea-dhcp4."""
         return dhcp.server(self._target(server))
 
+    def in_primary_scope(self, name: str) -> bool:
+        """The client is one the primary DHCP server answers for (Kea's HA scope)."""
+        return dhcp.primary_scope(self.lab, self.client_state(name).ipv4)
+
     def dhcp_normal_state(self) -> str:
         """Both DHCP servers' failover state when all is well (dhcpd's, or Kea's HA mode)."""
         return dhcp.normal(self.lab)

@@ -53,15 +53,19 @@ def _trial(access: LabAccess, deadline: float, progress: Callable[[str], None]) 
     clients = [c for t in lab.tenants.values() for c in t.clients]
     served = {c: access.lease_server(c) for c in clients}
     by_primary = [c for c, s in served.items() if s == str(primary.ipv4.ip)]
-    client = (by_primary or clients)[0]
+    # Kea: a client of the primary's scope whose last lease came from the secondary (an
+    # earlier trial's) is the primary's again once both run
+    scoped = [] if by_primary else [c for c in clients if access.in_primary_scope(c)]
+    client = (by_primary or scoped or clients)[0]
     timeline = Timeline(time.time(), progress)
     mark = timeline.mark
     report = DhcpReport(lab=lab.name, client=client, served_by_before=served[client],
                         events=timeline.events)
     problems = report.problems
 
-    mark(f"{client} holds a lease from {served[client]} "
-         f"({'the primary' if by_primary else 'no client was served by the primary'})", client)
+    whose = ("the primary" if by_primary else "the primary's scope" if scoped
+             else "no client was served by the primary")
+    mark(f"{client} holds a lease from {served[client]} ({whose})", client)
     dhcpd = access.dhcpd(primary.name)
     mark(f"stop {dhcpd.name} on {primary.name} (primary)", primary.name)
     access.node(primary.name).stop(dhcpd)

@@ -4,6 +4,7 @@ the partners and the lab talk to it), as lab.yaml's `dhcp.server` says."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import shlex
@@ -108,6 +109,19 @@ def normal(lab: Lab) -> str:
     """The failover state both servers are in when all is well: dhcpd's `normal`, or Kea's
     HA state of its mode (load-balancing, hot-standby)."""
     return lab.dhcp.kea.mode if lab.dhcp.server == "kea" else "normal"
+
+
+def primary_scope(lab: Lab, address: str | None) -> bool:
+    """Whether Kea's primary answers for a client that holds this address when both servers
+    run: hot standby, or load balancing with the address in the primary's pool (a client
+    gets its scope's pool from either server). Never said for dhcpd (its split is a hash of
+    the MAC that vxlab does not compute)."""
+    if lab.dhcp.server != "kea" or address is None:
+        return False
+    if lab.dhcp.kea.mode == "hot-standby":
+        return True
+    first, last = lab.dhcp.pools()[0]
+    return first <= ipaddress.ip_address(address) <= last
 
 
 def failover(lab: Lab, node: Node) -> Fact[str | None]:

@@ -8,6 +8,7 @@ PACKAGES=(
   python3-venv                               # the .venv
   iproute2 iptables conntrack ifupdown       # the seed's network tools
   keepalived radvd isc-dhcp-server isc-dhcp-client
+  kea-dhcp4-server kea-ctrl-agent            # dhcp.server: kea (the HA hooks: kea-common)
   iputils-ping ndisc6 tcpdump ethtool curl dnsmasq-base procps util-linux
   lxd lxd-client mmdebstrap btrfs-progs squashfs-tools uidmap xz-utils   # LXD containers
   graphviz                                   # the dot program (invoke graph)

@@ -173,7 +173,7 @@ def status(rt: Runtime) -> dict:
         if spec.role == "tenant":
             wanted += [(name, "vips", tenant.vips(lab, node)), (name, "vrrp", tenant.vrrp(node))]
         elif spec.role == "dhcp":
-            wanted.append((name, "failover", dhcp.failover(node)))
+            wanted.append((name, "failover", dhcp.failover(lab, node)))
         elif spec.role == "client":
             wanted += [(name, "addressing", f) for f in client.addressing_facts(lab, node)]
     found: dict[str, dict[str, list]] = {}
@@ -262,6 +262,7 @@ def status_json(st: dict) -> str:
 TOOLS = {  # command: Debian package
     "ip": "iproute2", "ifup": "ifupdown", "iptables-restore": "iptables", "conntrack": "conntrack",
     "keepalived": "keepalived", "radvd": "radvd", "dhcpd": "isc-dhcp-server",
+    "kea-dhcp4": "kea-dhcp4-server", "kea-ctrl-agent": "kea-ctrl-agent",
     "dhclient": "isc-dhcp-client", "dnsmasq": "dnsmasq-base", "tcpdump": "tcpdump",
     "ping": "iputils-ping", "curl": "curl", "lxd": "lxd", "lxc": "lxd-client",
     "mmdebstrap": "mmdebstrap",

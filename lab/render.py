@@ -91,17 +91,19 @@ def templates_in(dirs: tuple[str, ...]) -> list[tuple[str, Path]]:
     return sorted(out)
 
 
-def dirs(deployment: Deployment, node: Node) -> tuple[str, ...]:
-    """The template folders a node gets: its role's, and light containers' own."""
+def dirs(lab: Lab, deployment: Deployment, node: Node) -> tuple[str, ...]:
+    """The template folders a node gets: its role's, its DHCP server's kind, and light
+    containers' own."""
     from lab.roles import ROLES
 
     fast = ("tenant-fast",) if deployment.prober and node.role == "tenant" else ()
-    return ROLES[node.role].TEMPLATES + fast + (("light",) if deployment.light(node) else ())
+    server = (f"dhcp-{lab.dhcp.server}",) if node.role == "dhcp" else ()
+    return ROLES[node.role].TEMPLATES + fast + server + (("light",) if deployment.light(node) else ())
 
 
 def render_node(lab: Lab, node: Node, deployment: Deployment, env: jinja2.Environment | None = None
                 ) -> dict[str, File]:
-    return render_dirs(dirs(deployment, node), context(lab, node, deployment), env)
+    return render_dirs(dirs(lab, deployment, node), context(lab, node, deployment), env)
 
 
 def render_dirs(dirs: tuple[str, ...], ctx: dict, env: jinja2.Environment | None = None

@@ -45,7 +45,7 @@ def test_the_vrrp_state_the_seeds_notify_script_wrote():
 
 
 def test_a_stopped_dhcpd_is_not_taken_for_its_last_recorded_state():
-    fact = dhcp.failover(PathNode("blueDHCP"))
+    fact = dhcp.failover(model.load(), PathNode("blueDHCP"))
     assert fact.parse(result("my state startup\nmy state normal\n")) == "normal"
     assert fact.parse(result(dhcp.NOT_RUNNING + "\n")) == dhcp.NOT_RUNNING
 

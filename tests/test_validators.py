@@ -1,6 +1,7 @@
-"""Every rendered file through its real validator (keepalived, dhcpd, radvd, iptables-restore,
-ifupdown, sysctl, sh), for both substrates. Needs root: throwaway namespaces hold the
-interfaces the daemons look for; nothing touches the machine's own network namespace.
+"""Every rendered file through its real validator (keepalived, dhcpd or kea-dhcp4 and
+kea-ctrl-agent, radvd, iptables-restore, ifupdown, sysctl, sh), for both substrates. Needs
+root: throwaway namespaces hold the interfaces the daemons look for; nothing touches the
+machine's own network namespace.
 
 The validators are functions of a rendered tree, so that tests/test_render.py's property test
 sends the labs it makes through them too."""
@@ -21,7 +22,7 @@ from conftest import needs_root
 from lab import model, render
 from lab.deployment import Deployment
 
-TOOLS = ("keepalived", "dhcpd", "radvd", "iptables-restore", "ifup", "ip")
+TOOLS = ("keepalived", "dhcpd", "kea-dhcp4", "kea-ctrl-agent", "radvd", "iptables-restore", "ifup", "ip")
 pytestmark = needs_root(*TOOLS)
 
 SUBSTRATES = ["vagrant", "netns"]
@@ -104,6 +105,20 @@ def dhcpd(lab: model.Lab, root: Path) -> None:
         ok(run(["dhcpd", "-4", "-t", "-q", "-cf", str(root / t.dhcp_server.name / "etc/dhcp/dhcpd.conf")]))
 
 
+def kea(lab: model.Lab, root: Path) -> None:
+    """kea-dhcp4 -t loads the hook libraries; kea-ctrl-agent -t checks the agent's file."""
+    for t in lab.tenants.values():
+        conf = root / t.dhcp_server.name / "etc/kea"
+        out = ok(run(["kea-dhcp4", "-t", str(conf / "kea-dhcp4.conf")]))
+        assert "libdhcp_ha.so successfully closed" in out, out
+        out = ok(run(["kea-ctrl-agent", "-t", str(conf / "kea-ctrl-agent.conf")]))
+        assert "Configuration check successful" in out, out
+
+
+def dhcp_servers(lab: model.Lab, root: Path) -> None:
+    kea(lab, root) if lab.dhcp.server == "kea" else dhcpd(lab, root)
+
+
 def radvd(lab: model.Lab, root: Path, netns: str) -> None:
     for vm in tenant_vms(lab):
         ok(run(["ip", "netns", "exec", netns, "radvd", "--configtest",
@@ -129,12 +144,12 @@ def sysctl(lab: model.Lab, root: Path, netns: str) -> None:
         ok(run(["ip", "netns", "exec", netns, "sysctl", "-q", "-p", str(root / vm / "etc/sysctl.conf")]))
 
 
-def shell_scripts(root: Path) -> None:
+def shell_scripts(root: Path, dhcpd_defaults: int = 2) -> None:
     scripts = sorted(root.glob("*/usr/local/bin/*.sh")) + sorted(root.glob("*/etc/default/*"))
     probers = sorted(root.glob("*/usr/local/bin/vxlab_uplink_prober.sh"))  # the fast profile's
     assert len(probers) in (0, 2)
-    # tenants' checks, notify, notify FIFO, VIP release; dhcpd's defaults
-    assert len(scripts) - len(probers) == 2 * 5 + 2
+    # tenants' checks, notify, notify FIFO, VIP release; dhcpd's defaults (ISC's servers)
+    assert len(scripts) - len(probers) == 2 * 5 + dhcpd_defaults
     for s in scripts:
         ok(run(["bash", "-n", str(s)]))
         first = Path(s).read_text().splitlines()[0]
@@ -151,9 +166,9 @@ def validate(lab: model.Lab, substrate: str, root: Path, state: Path) -> None:
         iptables_restore(lab, root, netns)
     with namespace(lab.shared_vlan.bridge) as netns:
         sysctl(lab, root, netns)
-    dhcpd(lab, root)
+    dhcp_servers(lab, root)
     ifupdown(root, state)
-    shell_scripts(root)
+    shell_scripts(root, 2 if lab.dhcp.server == "isc" else 0)
 
 
 # -- the default lab -----------------------------------------------------------------------------
@@ -164,6 +179,15 @@ def test_keepalived(tree, netns):
 
 def test_dhcpd(tree):
     dhcpd(model.load(), tree[1])
+
+
+@pytest.mark.parametrize("mode", ["load-balancing", "hot-standby"])
+@pytest.mark.parametrize("substrate", SUBSTRATES)
+def test_kea(substrate, mode, tmp_path):
+    """A Kea lab's servers, light containers in the embedded lab (their paths per node)."""
+    lab = model.load(sets=["dhcp.server=kea", f"dhcp.kea.mode={mode}", "containers.driver=netns"])
+    render_tree(lab, substrate, tmp_path)
+    kea(lab, tmp_path)
 
 
 def test_radvd(tree, netns):

@@ -154,9 +154,11 @@ def gateway(lab: Lab, node: NodeOf) -> Iterable[Check]:
                        f"{', '.join(names[:-1])} and {names[-1]} run", converged=True)
     for t in lab.tenants.values():
         server = node(t.dhcp_server.name)
-        yield Check.on("gateway.daemons", dhcp.daemons(server), none_dead, "dhcpd runs", converged=True)
-        yield Check.on("gateway.dhcp-failover", dhcp.failover(server), equals("normal"),
-                       f"dhcpd ({t.dhcp_server.role}) in failover state normal", converged=True)
+        daemons, normal = list(dhcp.daemon_pids(lab)), dhcp.normal(lab)
+        runs = f"{daemons[0]} runs" if len(daemons) == 1 else f"{' and '.join(daemons)} run"
+        yield Check.on("gateway.daemons", dhcp.daemons(lab, server), none_dead, runs, converged=True)
+        yield Check.on("gateway.dhcp-failover", dhcp.failover(lab, server), equals(normal),
+                       f"{daemons[0]} ({t.dhcp_server.role}) in failover state {normal}", converged=True)
 
 
 def split_brain(lab: Lab, holders: dict[str, list[str]]) -> str | None:

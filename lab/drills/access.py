@@ -74,9 +74,10 @@ class LabAccess:
         return dict(zip(names, read(self.node, [dhcp.failover(self.node(n)) for n in names]), strict=True))
 
     def dhcp_bindings(self) -> dict[str, dict[str, str]]:
-        """DHCP server -> the addresses it has bound, and to which MAC."""
+        """DHCP server -> its active leases, address: MAC (both read at once; unread: none)."""
         names = [s.name for s in self.lab.dhcp_servers().values()]
-        return dict(zip(names, read(self.node, [dhcp.bindings(self.node(n)) for n in names]), strict=True))
+        found = read(self.node, [dhcp.leases(self.lab, self.node(n)) for n in names])
+        return {n: leases or {} for n, leases in zip(names, found, strict=True)}
 
     def containers(self) -> list[str]:
         return [c for t in self.lab.tenants for c in self.lab.containers_of(t)]
@@ -132,7 +133,20 @@ class LabAccess:
         return tenant.DAEMONS["radvd"]
 
     def dhcpd(self, server: str) -> Service:
-        return dhcp.dhcpd(self._target(server))
+        """The daemon that answers DHCP on this server: dhcpd or kea-dhcp4."""
+        return dhcp.server(self._target(server))
+
+    def in_primary_scope(self, name: str) -> bool:
+        """The client is one the primary DHCP server answers for (Kea's HA scope)."""
+        return dhcp.primary_scope(self.lab, self.client_state(name).ipv4)
+
+    def dhcp_normal_state(self) -> str:
+        """Both DHCP servers' failover state when all is well (dhcpd's, or Kea's HA mode)."""
+        return dhcp.normal(self.lab)
+
+    def leases(self, server: str) -> dict[str, str] | None:
+        """A DHCP server's active leases, address: MAC (None: unread)."""
+        return read(self.node, [dhcp.leases(self.lab, self.node(server))])[0]
 
     def lease_server(self, name: str) -> str | None:
         """The DHCP server the client's lease came from."""

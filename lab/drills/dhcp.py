@@ -1,6 +1,7 @@
-"""The DHCP failover drill: stop the primary DHCP server; a client the primary served gets a
-new lease from the secondary (timed); start the primary again; both back to failover state
-normal."""
+"""The DHCP failover drill: stop the primary DHCP server (dhcpd or kea-dhcp4); a client the
+primary served gets a new lease from the secondary (timed); start the primary again; both back
+to their normal failover state (timed); no address bound to two MACs in the servers' leases
+read along the way."""
 
 from __future__ import annotations
 
@@ -52,17 +53,21 @@ def _trial(access: LabAccess, deadline: float, progress: Callable[[str], None]) 
     clients = [c for t in lab.tenants.values() for c in t.clients]
     served = {c: access.lease_server(c) for c in clients}
     by_primary = [c for c, s in served.items() if s == str(primary.ipv4.ip)]
-    client = (by_primary or clients)[0]
+    # Kea: a client of the primary's scope whose last lease came from the secondary (an
+    # earlier trial's) is the primary's again once both run
+    scoped = [] if by_primary else [c for c in clients if access.in_primary_scope(c)]
+    client = (by_primary or scoped or clients)[0]
     timeline = Timeline(time.time(), progress)
     mark = timeline.mark
     report = DhcpReport(lab=lab.name, client=client, served_by_before=served[client],
                         events=timeline.events)
     problems = report.problems
 
-    mark(f"{client} holds a lease from {served[client]} "
-         f"({'the primary' if by_primary else 'no client was served by the primary'})", client)
+    whose = ("the primary" if by_primary else "the primary's scope" if scoped
+             else "no client was served by the primary")
+    mark(f"{client} holds a lease from {served[client]} ({whose})", client)
     dhcpd = access.dhcpd(primary.name)
-    mark(f"stop dhcpd on {primary.name} (primary)", primary.name)
+    mark(f"stop {dhcpd.name} on {primary.name} (primary)", primary.name)
     access.node(primary.name).stop(dhcpd)
     asked = mark(f"{client} drops its lease and asks for a new one", client)
     access.new_lease(client)
@@ -77,14 +82,41 @@ def _trial(access: LabAccess, deadline: float, progress: Callable[[str], None]) 
                             f"expected the secondary {secondary.ipv4.ip}")
     else:
         problems.append(f"{client} got no lease within {deadline:.0f} s with the primary stopped")
-    mark(f"start dhcpd on {primary.name}", primary.name)
+    views = {f"{secondary.name} (primary stopped)": access.leases(secondary.name)}
+    started = mark(f"start {dhcpd.name} on {primary.name}", primary.name)
     access.node(primary.name).start(dhcpd)
+    normal = access.dhcp_normal_state()
     if until(lambda: not access.problems(), deadline + 30, INTERVAL, paced=True):
-        mark("both DHCP servers back to failover state normal; the lab is in its initial state", "host")
+        report.restored_s = round(mark(f"both DHCP servers back to failover state {normal}; "
+                                       "the lab is in its initial state", "host") - started, 2)
     else:
         problems.append("not back to the initial state: " + "; ".join(access.problems()))
+    views |= {s.name: access.leases(s.name) for s in (primary, secondary)}
+    bound = double_bound(views)
+    problems += bound
+    counts = ", ".join(f"{k}: {'unread' if v is None else len(v)}" for k, v in views.items())
+    mark(f"leases compared ({counts}): "
+         + ("an address bound to two MACs" if bound else "no address bound to two MACs"), "host")
     report.ok = not problems
     return report
+
+
+def double_bound(views: dict[str, dict[str, str] | None]) -> list[str]:
+    """Addresses that the servers' leases (where: address -> MAC) bind to more than one MAC,
+    and the leases that could not be read."""
+    macs: dict[str, dict[str, list[str]]] = {}
+    out = []
+    for where, leases in views.items():
+        if leases is None:
+            out.append(f"the leases of {where} could not be read")
+            continue
+        for addr, mac in leases.items():
+            macs.setdefault(addr, {}).setdefault(mac.lower(), []).append(where)
+    for addr, by in sorted(macs.items()):
+        if len(by) > 1:
+            out.append(f"{addr} is bound to {len(by)} MACs: "
+                       + "; ".join(f"{m} ({', '.join(w)})" for m, w in by.items()))
+    return out
 
 
 def _leased(access: LabAccess, client: str, deadline: float) -> bool:

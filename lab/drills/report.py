@@ -147,6 +147,7 @@ class DhcpReport(_Json):
     client: str = ""
     served_by_before: str | None = None
     lease_s: float | None = None
+    restored_s: float | None = None  # the primary started again -> both in their normal state
     events: list[Event] = field(default_factory=list)
     ok: bool = False
     problems: list[str] = field(default_factory=list)
@@ -213,5 +214,8 @@ def dhcp_summary(report: DhcpReport) -> str:
     lines += [f"  {e.t:7.2f} s  {e.what}" for e in report.events]
     if report.lease_s is not None:
         lines.append(f"  new lease for {report.client} with the primary down: {report.lease_s:.2f} s")
+    if report.restored_s is not None:
+        lines.append(f"  both servers back to their normal state after the restart: "
+                     f"{report.restored_s:.2f} s")
     lines += [f"  problem: {p}" for p in report.problems]
     return "\n".join(lines)

@@ -150,6 +150,7 @@ class DhcpSeries(_Json):
     repeat: int = 0
     passed: int = 0
     lease_s: Stats = field(default_factory=Stats)  # the new lease with the primary down
+    restored_s: Stats = field(default_factory=Stats)  # the primary restarted -> both normal
     ok: bool = False
     problems: list[str] = field(default_factory=list)
     trials: list[DhcpReport] = field(default_factory=list)
@@ -160,6 +161,7 @@ class DhcpSeries(_Json):
         failed = [f"trial {i}: {p}" for i, r in enumerate(trials, 1) for p in r.problems]
         return cls(**about, repeat=repeat, passed=sum(r.ok for r in trials),
                    lease_s=stats([r.lease_s for r in trials]),
+                   restored_s=stats([r.restored_s for r in trials]),
                    ok=bool(trials) and len(trials) == repeat and not failed and not problems,
                    problems=[*problems, *failed], trials=trials)
 
@@ -230,6 +232,7 @@ def table(s: GatewaySeries) -> tuple[str, tuple[str, ...], list[tuple[str, ...]]
 
 def dhcp_table(s: DhcpSeries) -> str:
     lines = [f"failover.dhcp: {len(s.trials)} trials, {s.passed} passed: " + ("PASS" if s.ok else "FAIL"),
-             f"  new lease with the primary down: {_dist(s.lease_s)}"]
+             f"  new lease with the primary down: {_dist(s.lease_s)}",
+             f"  both back to their normal state after the restart: {_dist(s.restored_s)}"]
     lines += [f"  problem: {p}" for p in s.problems]
     return "\n".join(lines)

@@ -146,6 +146,24 @@ def _check_dhcp(lab: Lab) -> Iterator[Problem]:
         yield Problem(f"tenants.{name}.dhcp_server.port", "both DHCP servers use one port")
     if lab.dhcp.default_lease_time > lab.dhcp.max_lease_time:
         yield Problem("dhcp.default_lease_time", "is longer than max_lease_time")
+    if lab.dhcp.server == "kea":
+        yield from _check_kea(lab)
+
+
+def _check_kea(lab: Lab) -> Iterator[Problem]:
+    d, k = lab.dhcp, lab.dhcp.kea
+    if k.max_response_delay_ms <= k.heartbeat_delay_ms:
+        yield Problem("dhcp.kea.max_response_delay_ms",
+                      f"must be longer than heartbeat_delay_ms ({k.heartbeat_delay_ms}): a partner is "
+                      "taken for down when no heartbeat answered for that long")
+    if k.mode == "load-balancing":
+        if d.split != 128:
+            yield Problem("dhcp.split", f"is {d.split}, but Kea's load balancing always splits the "
+                                        "clients half and half (128): set 128, or dhcp.kea.mode "
+                                        "hot-standby for one server serving all")
+        if d.range.first >= d.range.last:
+            yield Problem("dhcp.range", "load balancing gives each Kea server half of the range: "
+                                        "it needs at least two addresses")
 
 
 def _check_unique(lab: Lab) -> Iterator[Problem]:

@@ -304,7 +304,24 @@ class DhcpRange(Model):
     last: IPv4Addr
 
 
+Millis = Annotated[StrictInt, Field(ge=100, le=3_600_000)]  # Kea's HA timers: ms, an hour at most
+
+
+class KeaHa(Model):
+    """Kea's HA hook (dhcp.server kea): its mode and timers, in milliseconds as Kea takes them;
+    the defaults are Kea's own."""
+
+    mode: Literal["load-balancing", "hot-standby"] = "load-balancing"
+    port: Port = 8000  # kea-ctrl-agent's HTTP port on each server's address: the peers' URLs
+    heartbeat_delay_ms: Millis = 10_000
+    max_response_delay_ms: Millis = 60_000
+    max_ack_delay_ms: Millis = 10_000
+    max_unacked_clients: Annotated[StrictInt, Field(ge=0, le=1000)] = 10
+    delayed_updates_limit: Annotated[StrictInt, Field(ge=0, le=100_000)] = 100  # load-balancing only
+
+
 class Dhcp(Model):
+    server: Literal["isc", "kea"] = "isc"  # the seed's ISC dhcpd failover pair, or a Kea HA pair
     failover_peer: text(FAILOVER_PEER)
     interface: IfName
     range: DhcpRange
@@ -316,6 +333,16 @@ class Dhcp(Model):
     split: Annotated[StrictInt, Field(ge=0, le=256)]
     load_balance_max_seconds: Annotated[StrictInt, Field(ge=1, le=255)]  # dhcpd: secs, a byte
     ping_check: StrictBool = True  # dhcpd's default (the seed's): ping an address before offering it
+    kea: KeaHa = KeaHa()
+
+    def pools(self) -> list[tuple[IPv4Address, IPv4Address]]:
+        """The range as Kea's pools: load balancing gives each server a half (its own scope; the
+        primary's first), hot standby one pool for both."""
+        r = self.range
+        if self.kea.mode == "hot-standby":
+            return [(r.first, r.last)]
+        mid = r.first + (int(r.last) - int(r.first)) // 2
+        return [(r.first, mid), (mid + 1, r.last)]
 
 
 class Radvd(Model):

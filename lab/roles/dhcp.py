@@ -1,21 +1,45 @@
-"""blueDHCP, greenDHCP: a static address on VLAN 7 and dhcpd, one of a failover pair."""
+"""blueDHCP, greenDHCP: a static address on VLAN 7 and a DHCP server, one of a failover pair:
+ISC dhcpd (the seed's) or Kea (kea-dhcp4 with the HA hook, and kea-ctrl-agent through which
+the partners and the lab talk to it), as lab.yaml's `dhcp.server` says."""
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import re
 import shlex
 
 from lab.facts import Fact, dead
+from lab.model import Lab
 from lab.roles.common import ifupdown, place, service
 from lab.roles.target import Target
-from lab.substrate.base import Node, Service
+from lab.substrate.base import CommandError, Node, Result, Service
 from lab.substrate.systemd import pid_alive
 
 DHCPD = "/etc/dhcp/dhcpd.conf"
 DEFAULTS = "/etc/default/isc-dhcp-server"
 LEASES = "/var/lib/dhcp/dhcpd.leases"  # dhcpd records its failover state here too
-TEMPLATES = ("dhcp",)
+TEMPLATES = ("dhcp",)  # and files/dhcp-isc/ or files/dhcp-kea/ (lab/render.py)
 DAEMONS = {"dhcpd": "/run/dhcpd.pid"}
+
+# Kea: Debian's paths, which its units use (as user _kea); the namespaces get them per node.
+KEA_DHCP4 = "/etc/kea/kea-dhcp4.conf"
+KEA_AGENT = "/etc/kea/kea-ctrl-agent.conf"
+KEA_LEASES = "/var/lib/kea/kea-leases4.csv"
+KEA_RUN = "/run/kea"  # pid files (KEA_PIDFILE_DIR) and kea-dhcp4's control socket
+KEA_LOCKS = "/run/lock/kea"  # the loggers' lock files (KEA_LOCKFILE_DIR)
+# Kea names a pid file <config file's base name>.<program>.pid
+KEA_DAEMONS = {"kea-dhcp4": f"{KEA_RUN}/kea-dhcp4.kea-dhcp4.pid",
+               "kea-ctrl-agent": f"{KEA_RUN}/kea-ctrl-agent.kea-ctrl-agent.pid"}
+
+
+NO_KEA = ("Kea is not installed here: the lab's LXD image and Vagrant box carry ISC DHCP only "
+          "(for now); run dhcp.server kea with light containers (containers.driver netns)")
+
+
+def daemon_pids(lab: Lab) -> dict[str, str]:
+    """The DHCP servers' daemons (name: pid file) for the lab's kind of server."""
+    return KEA_DAEMONS if lab.dhcp.server == "kea" else DAEMONS
 
 
 def interfaces_v4(defaults: str) -> list[str]:
@@ -35,13 +59,41 @@ def dhcpd(t: Target) -> Service:
                    unit="isc-dhcp-server", pidfiles=(pid,))
 
 
+def _kea(t: Target, program: str, config: str, unit: str) -> Service:
+    p = t.path
+    return Service(program, (program, "-c", p(config)), unit=unit, pidfiles=(p(KEA_DAEMONS[program]),),
+                   env=(("KEA_PIDFILE_DIR", p(KEA_RUN)), ("KEA_LOCKFILE_DIR", p(KEA_LOCKS))))
+
+
+def kea_dhcp4(t: Target) -> Service:
+    return _kea(t, "kea-dhcp4", KEA_DHCP4, "kea-dhcp4-server")
+
+
+def kea_agent(t: Target) -> Service:
+    return _kea(t, "kea-ctrl-agent", KEA_AGENT, "kea-ctrl-agent")
+
+
+def server(t: Target) -> Service:
+    """The daemon that answers DHCP (the one the failover drill stops): dhcpd or kea-dhcp4."""
+    return kea_dhcp4(t) if t.lab.dhcp.server == "kea" else dhcpd(t)
+
+
 def services(t: Target) -> list[Service]:
-    return [dhcpd(t)]
+    return [kea_dhcp4(t), kea_agent(t)] if t.lab.dhcp.server == "kea" else [dhcpd(t)]
 
 
 def apply(t: Target) -> None:
+    kea = t.lab.dhcp.server == "kea"
+    if kea and not t.light and not t.node.run(["sh", "-c", "command -v kea-dhcp4"], check=False).ok:
+        raise CommandError(t.node.name, Result(("kea-dhcp4",), 127, "", NO_KEA))
     changed = place(t)
     ifupdown(t)
+    if kea:
+        if t.light:  # the units make these on systemd nodes (owned by _kea)
+            t.node.run(["mkdir", "-p", *(t.path(d) for d in (KEA_RUN, KEA_LOCKS, "/var/lib/kea"))])
+        service(t, kea_dhcp4(t), KEA_DHCP4 in changed)
+        service(t, kea_agent(t), KEA_AGENT in changed)
+        return
     if t.node.read(LEASES) is None:
         t.node.put(LEASES, "")
     service(t, dhcpd(t), bool(changed & {DHCPD, DEFAULTS}))
@@ -50,12 +102,34 @@ def apply(t: Target) -> None:
 # -- facts ------------------------------------------------------------------------------------------
 
 NOT_RUNNING = "dhcpd is not running"
+KEA_NOT_RUNNING = "kea-dhcp4 is not running"
 
 
-def failover(node: Node) -> Fact[str | None]:
-    """dhcpd's own failover state (normal, communications-interrupted, ...), as it records it
-    in its lease file ("my state normal"); a stopped dhcpd's file keeps its last state, so
-    that one says NOT_RUNNING instead."""
+def normal(lab: Lab) -> str:
+    """The failover state both servers are in when all is well: dhcpd's `normal`, or Kea's
+    HA state of its mode (load-balancing, hot-standby)."""
+    return lab.dhcp.kea.mode if lab.dhcp.server == "kea" else "normal"
+
+
+def primary_scope(lab: Lab, address: str | None) -> bool:
+    """Whether Kea's primary answers for a client that holds this address when both servers
+    run: hot standby, or load balancing with the address in the primary's pool (a client
+    gets its scope's pool from either server). Never said for dhcpd (its split is a hash of
+    the MAC that vxlab does not compute)."""
+    if lab.dhcp.server != "kea" or address is None:
+        return False
+    if lab.dhcp.kea.mode == "hot-standby":
+        return True
+    first, last = lab.dhcp.pools()[0]
+    return first <= ipaddress.ip_address(address) <= last
+
+
+def failover(lab: Lab, node: Node) -> Fact[str | None]:
+    """The server's own failover state; a stopped server's says NOT_RUNNING (dhcpd's lease
+    file keeps its last state). dhcpd's as it records it in its lease file ("my state
+    normal"); Kea's HA state as kea-dhcp4 reports it (status-get, through its agent)."""
+    if lab.dhcp.server == "kea":
+        return _kea_state(lab, node)
     pid, leases = node.path(DAEMONS["dhcpd"]), shlex.quote(node.path(LEASES))
     script = f"{pid_alive(pid)} || {{ echo '{NOT_RUNNING}'; exit 0; }}; grep -o 'my state [a-z-]*' {leases}"
     return Fact(node.name, ("sh", "-c", script), _last_state)
@@ -68,23 +142,74 @@ def _last_state(r) -> str | None:
     return states[-1] if states else None
 
 
-def daemons(node: Node) -> Fact[list[str]]:
-    return dead(node, DAEMONS)
+def agent_url(lab: Lab, name: str) -> str:
+    """A Kea server's control agent (the URL its partner's HA hook uses too)."""
+    s = lab.tenants[lab.node(name).tenant].dhcp_server
+    return f"http://{s.ipv4.ip}:{lab.dhcp.kea.port}/"
 
 
-def bindings(node: Node) -> Fact[dict[str, str]]:
-    """The addresses dhcpd has bound (binding state active) and to which MAC, as its lease file
-    records them (the last record of an address is its state)."""
-    return Fact(node.name, ("cat", node.path(LEASES)), lambda r: active_bindings(r.out if r.ok else ""))
+def kea_command(lab: Lab, name: str, command: str) -> tuple[str, ...]:
+    """curl posting a command for kea-dhcp4 to the server's agent (its answer: a JSON list)."""
+    body = json.dumps({"command": command, "service": ["dhcp4"]})
+    return ("curl", "-sS", "-m", "3", "-H", "Content-Type: application/json", "-d", body,
+            agent_url(lab, name))
+
+
+def _kea_state(lab: Lab, node: Node) -> Fact[str | None]:
+    pid = node.path(KEA_DAEMONS["kea-dhcp4"])
+    script = (f"{pid_alive(pid)} || {{ echo '{KEA_NOT_RUNNING}'; exit 0; }}; "
+              f"{shlex.join(kea_command(lab, node.name, 'status-get'))}")
+    return Fact(node.name, ("sh", "-c", script), _ha_state)
+
+
+def _ha_state(r: Result) -> str | None:
+    if KEA_NOT_RUNNING in r.out:
+        return KEA_NOT_RUNNING
+    try:
+        answer = json.loads(r.out)[0]
+        return answer["arguments"]["high-availability"][0]["ha-servers"]["local"]["state"]
+    except (ValueError, LookupError, TypeError):
+        return None
+
+
+def leases(lab: Lab, node: Node) -> Fact[dict[str, str] | None]:
+    """The server's active leases (address: MAC); None if unread. Kea's as kea-dhcp4 holds
+    them (lease4-get-all, through its agent); dhcpd's from its lease file, the last entry of
+    each address."""
+    if lab.dhcp.server == "kea":
+        return Fact(node.name, kea_command(lab, node.name, "lease4-get-all"), _kea_leases)
+    return Fact(node.name, ("cat", node.path(LEASES)), _dhcpd_leases)
+
+
+def _dhcpd_leases(r: Result) -> dict[str, str] | None:
+    return active_bindings(r.out) if r.ok else None
 
 
 def active_bindings(text: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for m in re.finditer(r"^lease (\S+) \{(.*?)^\}", text, re.M | re.S):
-        state = re.search(r"^\s*binding state (\S+);", m.group(2), re.M)
-        mac = re.search(r"^\s*hardware ethernet (\S+);", m.group(2), re.M)
-        if state and state.group(1) == "active" and mac:
-            out[m.group(1)] = mac.group(1)
-        else:
-            out.pop(m.group(1), None)
+    """dhcpd's lease file: address -> MAC of each address whose last record is active."""
+    last: dict[str, str] = {}
+    for addr, body in re.findall(r"^lease (\S+) \{(.*?)^\}", text, re.M | re.S):
+        last[addr] = body
+    out = {}
+    for addr, body in last.items():
+        mac = re.search(r"hardware ethernet (\S+);", body)
+        if mac and re.search(r"^\s*binding state active;", body, re.M):
+            out[addr] = mac.group(1)
     return out
+
+
+def _kea_leases(r: Result) -> dict[str, str] | None:
+    try:
+        answer = json.loads(r.out)[0]
+    except (ValueError, LookupError, TypeError):
+        return None
+    if answer.get("result") == 3:  # "0 IPv4 lease(s) found."
+        return {}
+    if answer.get("result") != 0:
+        return None
+    return {lease["ip-address"]: lease["hw-address"] for lease in answer["arguments"]["leases"]
+            if lease.get("state", 0) == 0}  # 1: declined, 2: expired and reclaimed
+
+
+def daemons(lab: Lab, node: Node) -> Fact[list[str]]:
+    return dead(node, daemon_pids(lab))

@@ -52,7 +52,7 @@ class Service:
     (VMs, LXD containers), which then runs it from the same files at their usual paths.
     `after_exit` runs once the daemon has exited for any reason, killed too: in a namespace
     the substrate runs it, under systemd the unit's ExecStopPost (a drop-in among the node's
-    files) names the same command.
+    files) names the same command. `env` is the environment `argv` needs (a unit sets its own).
     """
 
     name: str
@@ -60,6 +60,7 @@ class Service:
     unit: str | None = None
     pidfiles: tuple[str, ...] = ()  # the daemon's own pid files (stale ones block a restart)
     after_exit: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
 
 
 class Node(Protocol):

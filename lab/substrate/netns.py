@@ -132,7 +132,8 @@ class NetnsNode:
         with open(log, "ab") as out:
             # `ip netns exec` execs the daemon (or its shell) in place: the pid we get is its own.
             p = subprocess.Popen([*self._exec, *argv], stdin=subprocess.DEVNULL,
-                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                 env={**os.environ, **dict(service.env)} if service.env else None)
         if service.after_exit:
             _write(self._after_exit_pidfile(service), f"{p.pid}\n".encode(), 0o644)
             until(lambda: process.pid_in(pidfile) is not None or p.poll() is not None, 5, 0.01)

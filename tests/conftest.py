@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from lab import model
+from lab.model import overrides
 
 
 @pytest.fixture(scope="session")
@@ -29,12 +30,14 @@ def needs_root(*tools: str):
                                      f"{' (missing: ' + ', '.join(missing) + ')' if missing else ''}")
 
 
-def light_lab_file(tmp_path_factory, name: str) -> Path:
-    """A copy of the default lab under another name, with light containers: e2e tests get
-    their own lab and never touch a user's `vxlab`."""
+def light_lab_file(tmp_path_factory, name: str, *sets: str) -> Path:
+    """A copy of the default lab under another name, with light containers and any changes
+    written as --set takes them (`vrrp.profile=fast`): e2e tests get their own lab and never
+    touch a user's `vxlab`."""
     data = yaml.safe_load(model.DEFAULT_LAB.read_text())
     data["name"] = name
     data["containers"]["driver"] = "netns"
+    data, _ = overrides.apply(data, sets)
     f = tmp_path_factory.mktemp("lab") / "lab.yaml"
     f.write_text(yaml.safe_dump(data, sort_keys=False))
     return f

@@ -4,14 +4,20 @@ and facts), so that a change of that surface is a change of this module only."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from lab import facts, lifecycle
 from lab.deployment import Deployment
+from lab.drills.probes import INTERVAL
 from lab.facts import read
+from lab.host.wait import until
 from lab.model import Lab
 from lab.roles import Target, client, dhcp, tenant
 from lab.substrate.base import Node, Runtime, Service
+
+R = TypeVar("R")  # a drill's report
 
 
 class DrillError(RuntimeError):
@@ -57,6 +63,24 @@ class LabAccess:
         if initial:
             raise DrillError("the lab is not in its initial state, drill refused:\n  " + "\n  ".join(initial))
 
+    def back_to_back(self, trials: int, wait: float, one: Callable[[], R], line: Callable[[R], str],
+                     progress: Callable[[str], None]) -> tuple[list[R], list[str]]:
+        """`trials` runs of a drill (`one()`), each from the initial state, read before each, not
+        assumed: the first is refused without it, a later one waits `wait` seconds for it, and
+        the series stops there if it does not come. The reports, and why the series stopped;
+        progress: one line per trial (`line(report)`)."""
+        if trials < 1:
+            raise DrillError(f"--repeat must be at least 1, not {trials}")
+        self.require_initial_state()
+        done: list[R] = []
+        for i in range(1, trials + 1):
+            if i > 1 and not until(lambda: not self.problems(), wait, INTERVAL, paced=True):
+                return done, [f"stopped before trial {i}: the lab is not in its initial state "
+                              f"{wait:.0f} s after trial {i - 1}: " + "; ".join(self.problems())]
+            done.append(one())
+            progress(f"trial {i}/{trials}: {line(done[-1])}")
+        return done, []
+
     # -- state ------------------------------------------------------------------------------------
 
     def vip_holders(self) -> dict[str, list[str]]:
@@ -69,9 +93,10 @@ class LabAccess:
         return read(self.node, [tenant.vrrp(node)])[0]
 
     def dhcp_states(self) -> dict[str, str | None]:
-        """DHCP server -> the failover state its dhcpd records (both read at once)."""
+        """DHCP server -> its failover state (dhcpd's, or Kea's HA state; both read at once)."""
         names = [s.name for s in self.lab.dhcp_servers().values()]
-        return dict(zip(names, read(self.node, [dhcp.failover(self.node(n)) for n in names]), strict=True))
+        found = read(self.node, [dhcp.failover(self.lab, self.node(n)) for n in names])
+        return dict(zip(names, found, strict=True))
 
     def dhcp_bindings(self) -> dict[str, dict[str, str]]:
         """DHCP server -> its active leases, address: MAC (both read at once; unread: none)."""

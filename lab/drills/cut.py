@@ -23,7 +23,6 @@ from lab.drills.series import CutSeries
 
 CHAIN = "vxlab-cut"
 VXLAN_MODES = ("underlay", "port")
-NORMAL = "normal"
 NEIGHBOURS = 60.0  # s: a neighbour cache entry's reachable time (15-45 s) and a probe's
 
 
@@ -306,19 +305,20 @@ class CutDrill(Drill):
         self.found["one_master_s"] = round(t - self.restored, 2)
 
     def _await_dhcp_normal(self) -> None:
-        def normal() -> bool:
-            states = self.access.dhcp_states()
-            return all(s == NORMAL for s in states.values())
+        usual = self.access.dhcp_normal_state()  # dhcpd's "normal", or Kea's HA mode's state
 
-        changed = any("DHCP failover:" in e.what and not e.what.endswith(NORMAL) for e in self.watch.events)
+        def normal() -> bool:
+            return all(s == usual for s in self.access.dhcp_states().values())
+
+        changed = any("DHCP failover:" in e.what and not e.what.endswith(usual) for e in self.watch.events)
         if not changed:
-            self.timeline.mark("the DHCP pair stayed in failover state normal: the fault lasted less than "
-                               f"dhcpd's max-response-delay ({self.lab.dhcp.max_response_delay} s)", "host")
+            self.timeline.mark(f"the DHCP pair stayed in failover state {usual}: the fault lasted less than "
+                               "the servers' max-response-delay", "host")
         if not _until(normal, 2 * self.deadline):
             self.problems.append(f"the DHCP pair is not back to normal {2 * self.deadline:.0f} s after the "
                                  f"restore: {self.access.dhcp_states()}")
             return
-        t = self.timeline.mark("DHCP back to normal: both servers in failover state normal", "host")
+        t = self.timeline.mark(f"DHCP back to normal: both servers in failover state {usual}", "host")
         self.found["dhcp_normal_s"] = round(t - self.restored, 2)
 
     def _after_healing(self) -> None:
@@ -394,19 +394,9 @@ def run(runtime: Runtime, mode: str, node: str | None = None, deadline: float = 
 def repeat(runtime: Runtime, mode: str, node: str | None = None, trials: int = 1, deadline: float = 20,
            hold: float = 4, progress: Callable[[str], None] = lambda m: None) -> CutSeries:
     access, fault = _fault(runtime, mode, node)
-    if trials < 1:
-        raise DrillError(f"--repeat must be at least 1, not {trials}")
-    access.require_initial_state()
-    done: list[CutReport] = []
-    stopped: list[str] = []
-    for i in range(1, trials + 1):
-        if i > 1 and not _until(lambda: not access.problems(), 2 * deadline):
-            stopped.append(f"stopped before trial {i}: the lab is not in its initial state "
-                           f"{2 * deadline:.0f} s after trial {i - 1}: " + "; ".join(access.problems()))
-            break
-        report = CutDrill(access, fault(), deadline, hold, lambda m: None).run()
-        done.append(report)
-        progress(f"trial {i}/{trials}: {cut_line(report)}")
+    done, stopped = access.back_to_back(
+        trials, 2 * deadline, lambda: CutDrill(access, fault(), deadline, hold, lambda m: None).run(),
+        cut_line, progress)
     f = fault()
     return CutSeries.of(done, trials, stopped, drill=f"failover.{f.drill}", tenant=f.tenant, mode=mode,
                         family="both", lab=access.lab.name, profile=access.deployment.profile)

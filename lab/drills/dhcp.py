@@ -9,7 +9,7 @@ import ipaddress
 import time
 from collections.abc import Callable
 
-from lab.drills.access import DrillError, LabAccess, Runtime
+from lab.drills.access import LabAccess, Runtime
 from lab.drills.probes import INTERVAL
 from lab.drills.report import DhcpReport
 from lab.drills.series import DhcpSeries
@@ -28,22 +28,14 @@ def repeat(runtime: Runtime, trials: int = 1, deadline: float = 30,
            progress: Callable[[str], None] = lambda m: None) -> DhcpSeries:
     """`trials` DHCP drills back to back, each from the initial state (read before each)."""
     access = LabAccess(runtime)
-    if trials < 1:
-        raise DrillError(f"--repeat must be at least 1, not {trials}")
-    access.require_initial_state()
-    done: list[DhcpReport] = []
-    stopped: list[str] = []
-    for i in range(1, trials + 1):
-        if i > 1 and not until(lambda: not access.problems(), deadline + 30, INTERVAL, paced=True):
-            stopped.append(f"stopped before trial {i}: the lab is not in its initial state: "
-                           + "; ".join(access.problems()))
-            break
-        report = _trial(access, deadline, lambda m: None)
-        done.append(report)
-        lease = "no lease" if report.lease_s is None else f"new lease in {report.lease_s:.2f} s"
-        progress(f"trial {i}/{trials}: {'PASS' if report.ok else 'FAIL'}; {lease}"
-                 + "".join(f"\n    problem: {p}" for p in report.problems))
+    done, stopped = access.back_to_back(
+        trials, deadline + 30, lambda: _trial(access, deadline, lambda m: None), trial_line, progress)
     return DhcpSeries.of(done, trials, stopped, lab=access.lab.name)
+
+
+def trial_line(r: DhcpReport) -> str:
+    lease = "no lease" if r.lease_s is None else f"new lease in {r.lease_s:.2f} s"
+    return f"{'PASS' if r.ok else 'FAIL'}; {lease}" + "".join(f"\n    problem: {p}" for p in r.problems)
 
 
 def _trial(access: LabAccess, deadline: float, progress: Callable[[str], None]) -> DhcpReport:

@@ -40,19 +40,9 @@ def repeat(runtime: Runtime, tenant: str, mode: str = "probe", family: str = "bo
     the first is refused without it, a later one waits for it as long as a failback may take,
     and the series stops there if it does not come); progress: one line per trial."""
     access, kind = _prepare(runtime, tenant, mode, family)
-    if trials < 1:
-        raise DrillError(f"--repeat must be at least 1, not {trials}")
-    access.require_initial_state()
-    done: list[GatewayReport] = []
-    stopped: list[str] = []
-    for i in range(1, trials + 1):
-        if i > 1 and not _until(lambda: not access.problems(), 2 * deadline):
-            stopped.append(f"stopped before trial {i}: the lab is not in its initial state "
-                           f"{2 * deadline:.0f} s after trial {i - 1}: " + "; ".join(access.problems()))
-            break
-        report = Drill(access, tenant, kind(access, tenant, family), deadline, lambda m: None).run()
-        done.append(report)
-        progress(f"trial {i}/{trials}: {trial_line(report)}")
+    done, stopped = access.back_to_back(  # a failback may take twice the takeover's deadline
+        trials, 2 * deadline, lambda: Drill(access, tenant, kind(access, tenant, family), deadline,
+                                            lambda m: None).run(), trial_line, progress)
     return GatewaySeries.of(done, trials, stopped, drill=f"failover.{tenant}", tenant=tenant, mode=mode,
                             family=family, lab=access.lab.name, profile=access.deployment.profile)
 

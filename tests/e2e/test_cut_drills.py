@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 from conftest import light_lab_file, needs_root, running_lab
 
 from lab import commands, drills
@@ -29,11 +28,7 @@ RESPONSE_DELAY = 3  # dhcpd's max-response-delay here: the pair loses contact wi
 
 @pytest.fixture(scope="module")
 def lab_file(tmp_path_factory) -> Path:
-    f = light_lab_file(tmp_path_factory, "vxsplitx")
-    data = yaml.safe_load(f.read_text())
-    data["dhcp"]["max_response_delay"] = RESPONSE_DELAY
-    f.write_text(yaml.safe_dump(data, sort_keys=False))
-    return f
+    return light_lab_file(tmp_path_factory, "vxsplitx", f"dhcp.max_response_delay={RESPONSE_DELAY}")
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ printed (with -rA); tests/bench_failover.py --profile fast measures the distribu
 from __future__ import annotations
 
 import pytest
-import yaml
 from conftest import light_lab_file, needs_root, running_lab
 
 from lab import drills
@@ -18,11 +17,7 @@ pytestmark = [needs_root("keepalived", "dhcpd", "radvd", "ifup", "dnsmasq", "con
 
 @pytest.fixture(scope="module")
 def lab_file(tmp_path_factory):
-    f = light_lab_file(tmp_path_factory, "vxfast")
-    data = yaml.safe_load(f.read_text())
-    data["vrrp"]["profile"] = "fast"
-    f.write_text(yaml.safe_dump(data, sort_keys=False))
-    return f
+    return light_lab_file(tmp_path_factory, "vxfast", "vrrp.profile=fast")
 
 
 @pytest.fixture(scope="module")

@@ -22,11 +22,7 @@ pytestmark = [needs_root("keepalived", "kea-dhcp4", "kea-ctrl-agent", "radvd", "
 
 @pytest.fixture(scope="module")
 def lab_file(tmp_path_factory):
-    f = light_lab_file(tmp_path_factory, "vxkea")
-    data = yaml.safe_load(f.read_text())
-    data["dhcp"]["server"] = "kea"
-    f.write_text(yaml.safe_dump(data, sort_keys=False))
-    return f
+    return light_lab_file(tmp_path_factory, "vxkea", "dhcp.server=kea")
 
 
 @pytest.fixture(scope="module")

@@ -369,10 +369,15 @@ class NetnsLab:
     def _remove(self, nss: list[str]) -> list[str]:
         """Namespaces of this lab, and every process in them (the lab's: stopped by pid)."""
         removed = []
-        pids = [int(p) for ns in nss for p in sh(["ip", "netns", "pids", ns], check=False).out.split()]
-        if pids:
+        stopped = 0
+        for _ in range(5):  # again: a process left by an interrupted `up` may start another meanwhile
+            pids = [int(p) for ns in nss for p in sh(["ip", "netns", "pids", ns], check=False).out.split()]
+            if not pids:
+                break
             process.terminate(pids)
-            removed.append(f"{len(pids)} processes")
+            stopped += len(pids)
+        if stopped:
+            removed.append(f"{stopped} processes")
         for ns in nss:
             sh(["ip", "netns", "del", ns])
             removed.append(f"namespace {ns}")

@@ -39,11 +39,14 @@ def test_ctrl_c_stops_up_at_once_and_down_removes_what_it_left(tmp_path_factory)
     finally:
         if p.poll() is None:
             p.kill()
-    assert rc == 130, err
-    assert took < 2.0, f"up took {took:.1f} s to stop"
-    assert "interrupted: what lab vxstop has made so far stays" in err and "`invoke down`" in err
-    assert elab.exists()
-    removed = elab.down()
-    assert removed and not elab.exists()
-    assert not [n for n in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True)
-                .stdout.split() if n.startswith("vxstop-")]
+    try:
+        assert rc == 130, err
+        assert took < 2.0, f"up took {took:.1f} s to stop"
+        assert "interrupted: what lab vxstop has made so far stays" in err and "`invoke down`" in err
+        assert elab.exists()
+        removed = elab.down()
+        assert removed and not elab.exists()
+        assert not [n for n in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True)
+                    .stdout.split() if n.startswith("vxstop-")]
+    finally:
+        elab.down()  # whatever failed, the next tests do not find this lab

@@ -23,8 +23,11 @@ def test_ctrl_c_stops_up_at_once_and_down_removes_what_it_left(tmp_path_factory)
     lab_file = light_lab_file(tmp_path_factory, "vxstop")
     elab = EmbeddedLab(model.load(lab_file))
     elab.down()
+    # Ctrl-C's SIGINT as a terminal delivers it: a test run started in the background inherits
+    # SIGINT ignored, and Python then never raises KeyboardInterrupt.
     p = subprocess.Popen([sys.executable, "-m", "invoke", "up", "--lab", str(lab_file)], cwd=ROOT,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         # into the provisioning: the namespaces exist, the nodes are being set up side by side
         for line in p.stdout:

@@ -161,6 +161,25 @@ def listeners(node) -> str:
     return ", ".join(sorted(out))
 
 
+def diagnose(vlab: VagrantLab) -> list[str]:
+    """After a failure, before teardown: each VM's state as libvirt and the host's ARP see it,
+    and the end of its serial console (a VM that stops answering leaves its reason there)."""
+    lines = []
+    for vm in spec.vms(vlab.lab):
+        state_ = subprocess.run([*VIRSH, "domstate", spec.lab_nic(vlab.lab, vm.name)[0]],
+                                capture_output=True, text=True).stdout.strip()
+        neigh = subprocess.run(["ip", "neigh", "show", vm.mgmt_address], capture_output=True,
+                               text=True).stdout.strip()
+        ping = subprocess.run(["ping", "-c", "2", "-W", "1", vm.mgmt_address], capture_output=True).returncode
+        lines.append(f"{vm.name}: domstate {state_ or '?'}; neigh {neigh or 'none'}; "
+                     f"ping {'ok' if ping == 0 else 'no answer'}")
+        log = Path(vm.serial_log)
+        if log.exists():
+            lines += [f"  {vm.name} serial: {ln}" for ln in
+                      log.read_text(errors="replace").splitlines()[-25:]]
+    return lines
+
+
 def teardown() -> list[str]:
     """`vagrant destroy -f && invoke host.down`, as a user types them; what failed, if any
     (a failed host.down is run once more, so that the machine is clean for what follows,
@@ -182,6 +201,7 @@ def test_vagrant_lab_end_to_end(capsys, tmp_path):
     before = host_footprint()
     started = time.monotonic()
     times: dict[str, float] = {}
+    passed = False
     try:
         times["box.build"] = run(INVOKE, "box.build", timeout=900)
         times["host.up"] = run(INVOKE, "host.up", timeout=300)
@@ -216,7 +236,10 @@ def test_vagrant_lab_end_to_end(capsys, tmp_path):
         assert any("greenVM: " in ln for ln in repaired), repaired
         times["test.connectivity (repaired)"] = run(INVOKE, "test.connectivity", "--wait", "60",
                                                     timeout=900, show=1)
+        passed = True
     finally:
+        if not passed:
+            RECORD.extend(diagnose(vlab))
         t = time.monotonic()
         teardown_failed = teardown()
         times["destroy + host.down"] = time.monotonic() - t

@@ -88,9 +88,14 @@ def _state(t: Target) -> list[str]:
 
 
 def service(t: Target, svc, config_changed: bool) -> None:
-    """Start a daemon unless it runs; restart it when its configuration changed."""
+    """Start a daemon unless it runs; when its configuration changed, reload it if it can,
+    else restart it."""
     was = t.node.running(svc)
     if was and not config_changed:
+        return
+    if was and svc.reload:
+        t.node.run(svc.reload)
+        t.did(f"reloaded {svc.name}")
         return
     t.node.start(svc, restart=was and config_changed)
     t.did(f"{'restarted' if was else 'started'} {svc.name}")

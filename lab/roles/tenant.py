@@ -38,9 +38,12 @@ def services(t: Target) -> tuple[Service, ...]:
     probers = tuple(Service(f"uplink-prober-{fam}", ("bash", p(PROBER), fam),
                             unit=f"vxlab-uplink-prober@{fam}") for fam in ("ipv4", "ipv6")
                     if PROBER in t.files)
+    # Reloaded, not restarted, when radvd.conf changes: radvd's stop sends a last RA with
+    # router lifetime 0, which takes every client's default route away until the next RA.
     radvd = Service("radvd", ("radvd", "--nodaemon", "--logmethod", "stderr", "--config", p(RADVD),
                               "--pidfile", p(DAEMONS["radvd"])), unit="radvd",
-                    pidfiles=(p(DAEMONS["radvd"]),))
+                    pidfiles=(p(DAEMONS["radvd"]),),
+                    reload=("sh", "-c", 'kill -HUP "$(cat "$1")"', "reload", p(DAEMONS["radvd"])))
     pids = {k: p(f) for k, f in KEEPALIVED_PIDS.items()}
     keepalived = Service("keepalived", (
         "keepalived", "--dont-fork", "--log-console", "--log-detail", "--vrrp",

@@ -53,6 +53,7 @@ class Service:
     `after_exit` runs once the daemon has exited for any reason, killed too: in a namespace
     the substrate runs it, under systemd the unit's ExecStopPost (a drop-in among the node's
     files) names the same command. `env` is the environment `argv` needs (a unit sets its own).
+    `reload` makes the running daemon read its changed configuration, instead of a restart.
     """
 
     name: str
@@ -61,6 +62,7 @@ class Service:
     pidfiles: tuple[str, ...] = ()  # the daemon's own pid files (stale ones block a restart)
     after_exit: tuple[str, ...] = ()
     env: tuple[tuple[str, str], ...] = ()
+    reload: tuple[str, ...] = ()
 
 
 class Node(Protocol):

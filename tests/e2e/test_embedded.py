@@ -277,6 +277,34 @@ def test_up_repairs_what_the_kernel_lost_and_says_what(elab, case, capsys):
               f"{time.monotonic() - broken:.1f} s after the break ({line.split('] ', 1)[1]})")
 
 
+def test_a_changed_radvd_conf_is_reloaded_and_no_client_loses_its_route(elab):
+    """radvd's stop sends a last RA with router lifetime 0: a restart would take every
+    client's IPv6 default route away until the next RA."""
+    from lab.ui import Plain
+
+    data = yaml.safe_load(model.DEFAULT_LAB.read_text())
+    data["name"], data["containers"]["driver"] = NAME, elab.driver
+    data["radvd"]["max_interval"] += 1
+    changed = EmbeddedLab(model.parse(yaml.safe_dump(data)), elab.driver)
+    pids = {t: elab.node(t).read("/run/radvd.pid") for t in ("blueVM", "greenVM")}
+    client = elab.node("greenC0")
+    monitor = subprocess.Popen(client.interactive(["ip", "-6", "monitor", "route"]),
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        time.sleep(1)  # the monitor listens
+        said = io.StringIO()
+        for lab in (changed, elab):  # changed, then back as it was
+            lab.up(Plain(said), timeout=120)
+        time.sleep(2)  # a last RA with lifetime 0 would have reached the client by now
+    finally:
+        monitor.terminate()
+        seen = monitor.communicate(timeout=10)[0]
+    assert not [ln for ln in seen.splitlines() if ln.startswith("Deleted") and "default" in ln], seen
+    assert "default via" in client.run(["ip", "-6", "route", "show", "default"]).out
+    assert said.getvalue().count("reloaded radvd") == 4, said.getvalue()  # 2 tenants, 2 ups
+    assert {t: elab.node(t).read("/run/radvd.pid") for t in pids} == pids  # not restarted
+
+
 def test_a_client_taken_out_of_the_description_is_removed(elab):
     from lab.ui import Plain
 

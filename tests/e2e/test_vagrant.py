@@ -1,9 +1,9 @@
 """The Vagrant lab end to end, as a user types it: the box (built, or reused from its cache),
 `invoke host.up`, `vagrant up` (three VMs under QEMU: TCG here), `invoke provision`,
 `invoke test.connectivity`, `invoke failover.green` (the seed's drill, then keepalived
-killed, then greenVM's NIC without carrier), `invoke provision` repairing what a student
-broke, then `vagrant destroy -f && invoke
-host.down`, which must leave the host as it was. Each step is timed; the whole must fit in 30
+killed), `invoke failover.link greenVM` (its NIC without carrier), `invoke provision`
+repairing what a student broke, then `vagrant destroy -f && invoke host.down`, which must
+leave the host as it was. Each step is timed; the whole must fit in 30
 minutes on a 2-core machine. Cleans up even on failure.
 
 The tasks pick the VMs by themselves (no embedded lab `vxlab` is up: the other end-to-end tests

@@ -166,3 +166,20 @@ def test_the_management_network_gives_each_vm_its_address(lab):
     for vm in spec.vms(lab):
         assert f"<host mac='{vm.mgmt_mac}' name=\"{vm.name}\" ip='{vm.mgmt_address}'/>" in xml
     assert "<range start='192.168.121.100' end='192.168.121.254'/>" in xml
+
+
+DOMAIN_XML = """<domain type='qemu'><name>vxlab_greenVM</name><devices>
+  <interface type='network'><mac address='52:54:00:ff:00:03'/><source network='vxlab-mgmt'/>
+    <alias name='net0'/></interface>
+  <interface type='bridge'><mac address='52:54:00:AB:00:03'/><source bridge='dsw-host'/>
+    <virtualport type='openvswitch'/><alias name='net1'/></interface>
+</devices></domain>"""
+
+
+def test_the_lab_nic_is_found_by_its_mac_for_qemus_set_link():
+    from lab.vagrant.lab import nic_alias
+
+    assert nic_alias(DOMAIN_XML, "52:54:00:ab:00:03") == "net1"
+    assert nic_alias(DOMAIN_XML, "52:54:00:ff:00:03") == "net0"
+    with pytest.raises(RuntimeError, match="no NIC with MAC 52:54:00:00:00:09"):
+        nic_alias(DOMAIN_XML, "52:54:00:00:00:09")

@@ -11,6 +11,7 @@ import contextlib
 import subprocess
 import threading
 from pathlib import Path
+from xml.etree import ElementTree
 
 from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_attempt, wait_incrementing
 
@@ -161,12 +162,27 @@ class VagrantLab:
         self.lxd(tenant).up(progress)
 
     def carrier(self, machine: str, up: bool) -> None:
-        # QEMU's link state of the VM's lab NIC: the guest's virtio NIC loses its carrier.
+        # QEMU's link state of the VM's lab NIC, set in its monitor: the guest's virtio NIC
+        # loses its carrier. Not `virsh domif-setlink`: it plugs the Open vSwitch port again
+        # through the Linux bridge API ("Unable to add bridge dsw-host port vnet5").
         domain, mac = specs.lab_nic(self.lab, machine)
-        sh([*VIRSH, "domif-setlink", domain, mac, "up" if up else "down"], timeout=60)
+        alias = nic_alias(sh([*VIRSH, "dumpxml", domain], timeout=60).out, mac)
+        said = sh([*VIRSH, "qemu-monitor-command", domain, "--hmp",
+                   f"set_link {alias} {'on' if up else 'off'}"], timeout=60).out.strip()
+        if said:  # set_link says nothing when it did it
+            raise RuntimeError(f"{machine}: QEMU did not set {alias}'s link {'up' if up else 'down'}: {said}")
 
     def problems(self) -> list[str]:
         return checks.problems(checks.converged(self.lab, self.node), self.node)
 
     def down(self, progress: Progress) -> list[str]:
         raise RuntimeError("the VMs go with `vagrant destroy -f`, then `invoke host.down`")
+
+
+def nic_alias(domain_xml: str, mac: str) -> str:
+    """The device name libvirt gave the domain's NIC of this MAC (QEMU's id for it: net0, ...)."""
+    for nic in ElementTree.fromstring(domain_xml).iter("interface"):
+        found, alias = nic.find("mac"), nic.find("alias")
+        if found is not None and alias is not None and found.get("address", "").lower() == mac.lower():
+            return alias.get("name", "")
+    raise RuntimeError(f"the running domain has no NIC with MAC {mac}")

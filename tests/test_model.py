@@ -394,8 +394,8 @@ def test_clients_by_count_are_named_as_the_seed_names_them():
 
 # -- placement: `hosts:` and each VM's `host:` (issue 19) ------------------------------------
 
-TWO_HOSTS = {"here": {"endpoint": "127.0.0.2", "underlay_mtu": 9108},
-             "far": {"ssh": "root@127.0.0.1", "endpoint": "127.0.0.3", "underlay_mtu": 9108}}
+TWO_HOSTS = {"here": {"endpoint": "127.0.0.2", "underlay_mtu": 9108, "nic": "eth1"},
+             "far": {"ssh": "root@127.0.0.1", "endpoint": "127.0.0.3", "underlay_mtu": 9108, "nic": "eth1"}}
 
 
 @pytest.fixture
@@ -466,7 +466,7 @@ PLACEMENT_BAD = [
     ("tenants.green.host", "fra", "tenants.green.host", "'fra' is not in hosts: (declared: here, far)"),
     ("hosts.here.ssh", "root@192.0.2.1", "router.host", "missing: every host in hosts: is reached over SSH"),
     ("hosts.far", DELETE, "tenants.green.host", "'far' is not in hosts"),
-    ("hosts.spare", {"ssh": "root@192.0.2.9", "endpoint": "192.0.2.9", "underlay_mtu": 9108},
+    ("hosts.spare", {"ssh": "root@192.0.2.9", "endpoint": "192.0.2.9", "underlay_mtu": 9108, "nic": "eth1"},
      "hosts.spare", "runs no VM of the lab"),
     ("hosts.far.ssh", DELETE, "hosts.far", "is this machine, as hosts.here is already"),
     ("hosts", {}, "hosts", "declares no host"),
@@ -482,6 +482,8 @@ PLACEMENT_BAD = [
     ("hosts.far.endpoint", 2130706435, "hosts.far.endpoint", "written as text"),
     # the underlay MTU: stated and large enough
     ("hosts.far.underlay_mtu", DELETE, "hosts.far.underlay_mtu", "missing: with more than one host"),
+    ("hosts.far.nic", DELETE, "hosts.far.nic", "missing: with more than one host, name the NIC"),
+    ("hosts.far.nic", "eth1 up", "hosts.far.nic", "should be an interface name"),
     ("hosts.far.underlay_mtu", 9107, "hosts.far.underlay_mtu",
      "9107 is too small: dsw-host's frames carry 9054 bytes"),
     ("hosts.far.underlay_mtu", 1500, "hosts.far.underlay_mtu", "need >= 9108"),

@@ -15,7 +15,8 @@ from lab.vagrant.host.ovs import Ovs
 def split(*endpoints: str, mtu: int = 9108, sets: tuple[str, ...] = ()) -> model.Lab:
     names = ["here", "far", "farther"][:len(endpoints)]
     hosts = ", ".join(f"{n}: {{{'' if i == 0 else f'ssh: root@192.0.2.{i}, '}endpoint: '{e}', "
-                      f"underlay_mtu: {mtu}}}" for i, (n, e) in enumerate(zip(names, endpoints, strict=True)))
+                      f"underlay_mtu: {mtu}, nic: eth1}}"
+                      for i, (n, e) in enumerate(zip(names, endpoints, strict=True)))
     vms = ["router.host=here", "tenants.blue.host=far", f"tenants.green.host={names[-1]}"]
     return model.load(model.DEFAULT_LAB, [f"hosts={{{hosts}}}", *vms, *sets])
 
@@ -23,7 +24,7 @@ def split(*endpoints: str, mtu: int = 9108, sets: tuple[str, ...] = ()) -> model
 def test_each_host_gets_a_trunk_to_each_peer_and_its_endpoint_on_the_underlay_bridge():
     lab = split("127.0.0.2", "127.0.0.3")
     here, far = stitch.plan(lab, "here"), stitch.plan(lab, "far")
-    assert (here.switch, here.underlay, here.mtu) == ("dsw-host", "dsw-host-ul", 9108)
+    assert (here.switch, here.underlay, here.mtu, here.nic) == ("dsw-host", "dsw-host-ul", 9108, "eth1")
     assert here.vlans == (214, 220, 221)  # every VLAN of dsw-host: the uplink and each tenant's
     assert here.endpoint == "127.0.0.2/31" and far.endpoint == "127.0.0.3/31"  # each peer on-link
     assert [(p.name, p.port, str(p.endpoint)) for p in here.peers] == [("far", "vxh-far", "127.0.0.3")]

@@ -307,6 +307,9 @@ def _check_tunnels(lab: Lab, hosts: dict) -> Iterator[Problem]:
         else:
             seen[h.endpoint] = f"hosts.{name}"
             families.add(h.endpoint.version)
+        if h.nic is None:
+            yield Problem(f"{p}.nic", "missing: with more than one host, name the NIC toward the "
+                                      "others (Open vSwitch takes it for the tunnels)")
         if h.underlay_mtu is None:
             yield Problem(f"{p}.underlay_mtu", "missing: with more than one host, say the MTU of the "
                                                "network between the endpoints (oversize tunnel frames "

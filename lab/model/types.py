@@ -429,6 +429,9 @@ class Hypervisor(Model):
     ssh: Annotated[Ssh, BeforeValidator(_ssh_shorthand)] | None = None
     endpoint: Endpoint | None = None  # the tunnels' address on this host
     underlay_mtu: Mtu | None = None  # of the network between the endpoints, as this host sees it
+    # The NIC on that network, given to Open vSwitch (its userspace datapath sends tunnel packets
+    # only out of its own bridges): a NIC of its own, since an address on it stops working.
+    nic: IfName | None = None
 
     @property
     def local(self) -> bool:

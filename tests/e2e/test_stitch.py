@@ -52,7 +52,7 @@ def host_now() -> dict[str, list[str]]:
 
 def split_lab() -> model.Lab:
     hosts = ", ".join(f"{h}: {{{'' if h == 'mha' else 'ssh: root@127.0.0.1, '}endpoint: {a}, "
-                      f"underlay_mtu: {NEED}}}" for h, a in HOSTS.items())
+                      f"underlay_mtu: {NEED}, nic: {FABRIC[h]}}}" for h, a in HOSTS.items())
     return model.load(model.DEFAULT_LAB, [
         "name=mhlab", "switch.name=mhdsw", "shared_vlan.mtu=1400", f"shared_vlan.vxlan.underlay_mtu={FRAME}",
         f"hosts={{{hosts}}}", "tenants.green.host=mhb"])
@@ -129,7 +129,7 @@ def stitched():
             for ns, host, vlan, _ in CLIENTS:
                 if host == h:
                     o.add_access_port(ns.replace("mhc-", "mhp"), vlan)
-            stitch.apply(o, plans[h], nic=FABRIC[h])
+            stitch.apply(o, plans[h])
         assert until(lambda: ping("mhc-a220", "10.0.0.2").returncode == 0, 20, pause=0.2), "no path across"
         yield ovs, plans
         for h, o in ovs.items():

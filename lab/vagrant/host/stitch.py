@@ -45,6 +45,7 @@ class Stitch:
     endpoint: str  # address/prefix: the prefix covers every endpoint, so each peer is on-link
     mac: str
     mtu: int  # the underlay's, as lab.yaml states it
+    nic: str  # toward the other hosts: a port of the underlay bridge
     vlans: tuple[int, ...]  # what each tunnel port trunks
     peers: tuple[Peer, ...]
     vni: int = VNI
@@ -90,21 +91,20 @@ def plan(lab: model.Lab, host: str, switch: str | None = None, underlay: str | N
         endpoint=str(ip_interface(f"{me.endpoint}/{_covering(endpoints)}")),
         mac=underlay_mac(lab, names.index(host)),
         mtu=me.underlay_mtu,
+        nic=me.nic,
         vlans=trunk.vlans,
         peers=tuple(Peer(n, tunnel_port(n), h.endpoint, underlay_mac(lab, names.index(n)))
                     for n, h in hosts.items() if n != host),
     )
 
 
-def apply(ovs: Ovs, s: Stitch, nic: str | None = None) -> None:
-    """Make `s` on the host whose Open vSwitch is `ovs` (its dsw-host made already); `nic`: the
-    underlay NIC toward the other hosts, made a port of the underlay bridge. Idempotent."""
+def apply(ovs: Ovs, s: Stitch) -> None:
+    """Make `s` on the host whose Open vSwitch is `ovs` (its dsw-host made already). Idempotent."""
     ul = s.underlay
     ovs.vsctl("--may-exist", "add-br", ul, "--", "set", "bridge", ul, "datapath_type=netdev",
               f'other-config:hwaddr="{s.mac}"')
     ovs.vsctl("set", "interface", ul, f"mtu_request={s.mtu}")
-    if nic:
-        ovs.vsctl("--may-exist", "add-port", ul, nic)
+    ovs.vsctl("--may-exist", "add-port", ul, s.nic)
     ovs.ip("link", "set", ul, "addrgenmode", "none")  # no link-local address: it says nothing
     ovs.ip("link", "set", ul, "up")
     ovs.ip("addr", "replace", s.endpoint, "dev", ul, "noprefixroute")

@@ -60,3 +60,17 @@ def test_an_ovs_of_a_test_runs_in_its_namespace_on_its_socket(tmp_path: Path):
     host = Ovs(tmp_path, "dsw-host", 9054)  # the host's: libvirt's socket, the host's routes
     assert host.vswitchd.argv[0] == "ovs-vswitchd" and "--disable-system-route" not in host.vswitchd.argv
     assert "--remote=punix:/var/run/openvswitch/db.sock" in host.ovsdb.argv
+
+
+def test_the_host_side_of_this_machine_only_where_it_is_one_of_the_hosts():
+    from lab.vagrant.host import Host
+
+    lab = split("10.255.0.1", "10.255.0.2")
+    assert Host(lab).stitch == stitch.plan(lab, "here")
+    assert Host(lab, host="far").stitch.peers[0].name == "here"
+    assert Host(model.load()).stitch is None  # no hosts: as before
+    remote_only = model.load(model.DEFAULT_LAB, [
+        "hosts={a: {ssh: root@192.0.2.1, endpoint: 10.255.0.1, underlay_mtu: 9108, nic: eth1}, "
+        "b: {ssh: root@192.0.2.2, endpoint: 10.255.0.2, underlay_mtu: 9108, nic: eth1}}",
+        "router.host=a", "tenants.blue.host=a", "tenants.green.host=b"])
+    assert Host(remote_only).stitch is None and Host(remote_only).seal_table.nics == ()

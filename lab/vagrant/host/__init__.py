@@ -55,7 +55,8 @@ class Host:
     def __init__(self, lab: model.Lab, progress: Progress = _quiet, host: str | None = None) -> None:
         self.lab = lab
         self.host = host or lab.local_host()  # its name in `hosts:` (None: the lab has none)
-        self.stitch = stitch.plan(lab, self.host) if len(lab.hosts or {}) > 1 else None
+        stitched = len(lab.hosts or {}) > 1 and self.host is not None  # None: every host is remote
+        self.stitch = stitch.plan(lab, self.host) if stitched else None
         self.say = progress
         self.run = state.RUN / lab.name  # pid files, OVS database, serial logs
         self.keep = state.KEEP / lab.name

@@ -363,7 +363,13 @@ def host_up(c, lab=None, upstream="simulated", set_=None):
 
     if upstream not in host.UPSTREAMS:
         raise Exit(f"--upstream must be one of {', '.join(host.UPSTREAMS)}, not {upstream!r}", code=2)
-    _guard(host.prepare, _load(lab, set_), _say, None, upstream)
+    the_lab = _load(lab, set_)
+    if the_lab.hosts:  # every host of the lab: this one here, the others over SSH
+        from lab.vagrant import hosts
+
+        _guard(hosts.up, the_lab, _say, None, upstream)
+    else:
+        _guard(host.prepare, the_lab, _say, None, upstream)
 
 
 @task(name="down", help={"lab": LAB})
@@ -371,7 +377,13 @@ def host_down(c, lab=None, set_=None):
     """Undo host.up (after `vagrant destroy -f`): the host as it was before."""
     from lab.vagrant import host
 
-    removed = _guard(host.cleanup, _load(lab, set_), _say)
+    the_lab = _load(lab, set_)
+    if the_lab.hosts:
+        from lab.vagrant import hosts
+
+        removed = _guard(hosts.down, the_lab, _say)
+    else:
+        removed = _guard(host.cleanup, the_lab, _say)
     print("\n".join(removed) if removed else "nothing to remove")
 
 

@@ -1,5 +1,6 @@
 """Every validation rule of the lab model: each bad input is refused, naming file, field, reason."""
 
+import copy
 import re
 import time
 from dataclasses import dataclass
@@ -389,3 +390,149 @@ def test_clients_by_count_are_named_as_the_seed_names_them():
     assert lab.tenants["green"].clients == ()
     with pytest.raises(model.LabError, match=r"tenants.blue.clients: a list of names or a count from 0"):
         model.load(model.DEFAULT_LAB, ["tenants.blue.clients=1001"])
+
+
+# -- placement: `hosts:` and each VM's `host:` (issue 19) ------------------------------------
+
+TWO_HOSTS = {"here": {"endpoint": "127.0.0.2", "underlay_mtu": 9108, "nic": "eth1"},
+             "far": {"ssh": "root@127.0.0.1", "endpoint": "127.0.0.3", "underlay_mtu": 9108, "nic": "eth1"}}
+
+
+@pytest.fixture
+def split_data(lab_data) -> dict:
+    """The default lab with greenVM on a second host, reached over SSH."""
+    lab_data["hosts"] = copy.deepcopy(TWO_HOSTS)
+    lab_data["tenants"]["green"]["host"] = "far"
+    return lab_data
+
+
+def test_a_lab_without_hosts_runs_on_this_machine():
+    lab = model.load()
+    assert lab.hosts is None
+    assert lab.placement() == {"routerVM": None, "blueVM": None, "greenVM": None}
+    # what the embedded lab records of its description says nothing of placement either
+    said = lab.model_dump(mode="json", exclude_none=True)
+    assert "hosts" not in said and "host" not in said["router"] and "host" not in said["tenants"]["blue"]
+
+
+def test_placement_defaults_to_this_machine(split_data):
+    lab = dump_and_parse(split_data)
+    assert lab.placement() == {"routerVM": "here", "blueVM": "here", "greenVM": "far"}
+    assert lab.local_host() == "here"
+    far = lab.hosts["far"].ssh
+    assert (far.user, far.address, far.port) == ("root", "127.0.0.1", 22)
+
+
+# (what to change in the split lab, new value, a field of the model, what it holds)
+PLACEMENT_GOOD = [
+    ("hosts.far.ssh", {"user": "vxlab", "address": "lab2.example.org", "port": 2222}, "hosts.far.ssh.port",
+     2222),
+    ("hosts.far.ssh", "root@2001:db8::2", "hosts.far.ssh.address", "2001:db8::2"),
+    ("hosts.far.ssh", "root@LAB2", "hosts.far.ssh.address", "LAB2"),
+    ("tenants.blue.host", "here", "tenants.blue.host", "here"),
+]
+
+
+@pytest.mark.parametrize(("path", "value", "field", "holds"), PLACEMENT_GOOD,
+                         ids=[f"{g[0]}={g[1]!r:.40}" for g in PLACEMENT_GOOD])
+def test_placement_accepts(split_data, path, value, field, holds):
+    set_at(split_data, path, value)
+    obj = dump_and_parse(split_data)
+    for part in field.split("."):
+        obj = obj[part] if isinstance(obj, dict) else getattr(obj, part)
+    assert obj == holds
+
+
+def test_ipv6_endpoints_need_20_bytes_more(split_data):
+    split_data["hosts"]["here"]["endpoint"] = "2001:db8:ff::2"
+    split_data["hosts"]["far"]["endpoint"] = "2001:db8:ff::3"
+    with pytest.raises(model.LabError, match=r"hosts.here.underlay_mtu: 9108 is too small.*need >= 9128"):
+        dump_and_parse(split_data)
+    split_data["hosts"]["here"]["underlay_mtu"] = split_data["hosts"]["far"]["underlay_mtu"] = 9128
+    assert dump_and_parse(split_data).hosts["far"].endpoint.version == 6
+
+
+def test_one_remote_host_needs_no_tunnel(lab_data):
+    """The whole lab on one server reached over SSH: every VM names it, no endpoint, no MTU."""
+    lab_data["hosts"] = {"server": {"ssh": "root@192.0.2.10"}}
+    for part in (lab_data["router"], *lab_data["tenants"].values()):
+        part["host"] = "server"
+    assert set(dump_and_parse(lab_data).placement().values()) == {"server"}
+
+
+# (what to change in the split lab, new value, field path named in the error, words of the reason)
+PLACEMENT_BAD = [
+    # every VM on a declared host
+    ("tenants.green.host", "fra", "tenants.green.host", "'fra' is not in hosts: (declared: here, far)"),
+    ("hosts.here.ssh", "root@192.0.2.1", "router.host", "missing: every host in hosts: is reached over SSH"),
+    ("hosts.far", DELETE, "tenants.green.host", "'far' is not in hosts"),
+    ("hosts.spare", {"ssh": "root@192.0.2.9", "endpoint": "192.0.2.9", "underlay_mtu": 9108, "nic": "eth1"},
+     "hosts.spare", "runs no VM of the lab"),
+    ("hosts.far.ssh", DELETE, "hosts.far", "is this machine, as hosts.here is already"),
+    ("hosts", {}, "hosts", "declares no host"),
+    # tunnel endpoints: stated, distinct, of one family, outside the lab
+    ("hosts.far.endpoint", DELETE, "hosts.far.endpoint", "missing: with more than one host"),
+    ("hosts.far.endpoint", "127.0.0.2", "hosts.far.endpoint", "already hosts.here's endpoint"),
+    ("hosts.far.endpoint", "2001:db8:ff::3", "hosts", "mix IPv4 and IPv6"),
+    ("hosts.far.endpoint", "172.16.220.1", "hosts.far.endpoint", "a lab address (tenants.blue.underlay"),
+    ("hosts.far.endpoint", "0.0.0.0", "hosts.far.endpoint", "not unspecified"),
+    ("hosts.far.endpoint", "239.1.1.1", "hosts.far.endpoint", "not multicast"),
+    ("hosts.far.endpoint", "fe80::3", "hosts.far.endpoint", "not link-local"),
+    ("hosts.far.endpoint", "127.0.0.3/8", "hosts.far.endpoint", "should be an IPv4 or IPv6 address"),
+    ("hosts.far.endpoint", 2130706435, "hosts.far.endpoint", "written as text"),
+    # the underlay MTU: stated and large enough
+    ("hosts.far.underlay_mtu", DELETE, "hosts.far.underlay_mtu", "missing: with more than one host"),
+    ("hosts.far.nic", DELETE, "hosts.far.nic", "missing: with more than one host, name the NIC"),
+    ("hosts.far.nic", "eth1 up", "hosts.far.nic", "should be an interface name"),
+    ("hosts.far.underlay_mtu", 9107, "hosts.far.underlay_mtu",
+     "9107 is too small: dsw-host's frames carry 9054 bytes"),
+    ("hosts.far.underlay_mtu", 1500, "hosts.far.underlay_mtu", "need >= 9108"),
+    ("hosts.far.underlay_mtu", 100, "hosts.far.underlay_mtu", "greater than or equal to 1280"),
+    ("hosts.far.undrlay_mtu", 9108, "hosts.far.undrlay_mtu", "did you mean 'underlay_mtu'"),
+]
+HOSTILE_PLACEMENT = [
+    ("hosts.far.ssh", "root@-oProxyCommand=reboot", "hosts.far.ssh", "should be an IP address or a DNS name"),
+    ("hosts.far.ssh", "-oProxyCommand=reboot@x", "hosts.far.ssh", "should be a user name"),
+    ("hosts.far.ssh", "root@127.0.0.1 -p 2", "hosts.far.ssh", "should be an IP address or a DNS name"),
+    ("hosts.far.ssh", "root@lab2\nProxyCommand x", "hosts.far.ssh", "should be an IP address or a DNS name"),
+    ("hosts.far.ssh", "root@10.0.0.256", "hosts.far.ssh", "its last part is a number"),
+    ("hosts.far.ssh", "root@fe80::1%eth0", "hosts.far.ssh", "without a zone"),
+    ("hosts.far.ssh", "root", "hosts.far.ssh", "should be user@address"),
+    ("hosts.far.ssh", {"user": "root", "address": "x..y"}, "hosts.far.ssh.address", "a DNS name"),
+    ("hosts.far.ssh", {"user": "root", "address": "a" * 64}, "hosts.far.ssh.address", "a DNS name"),
+    ("hosts.far.ssh", {"user": "root", "address": "h", "port": 0}, "hosts.far.ssh.port",
+     "greater than or equal to 1"),
+    ("hosts.far.ssh", {"user": "root", "address": "h", "port": "22"}, "hosts.far.ssh.port", "integer"),
+    ("hosts.far.ssh", {"user": "root", "addr": "h"}, "hosts.far.ssh.addr", "did you mean 'address'"),
+    ("hosts.far.endpoint", "127.0.0.3\nup reboot", "hosts.far.endpoint", "should be an IPv4 or IPv6"),
+    ("hosts.far.endpoint", "fe80::3%eth0", "hosts.far.endpoint", "without a zone"),
+    ("hosts.far", Rename("Far"), "hosts.Far", "should be a host's name in the lab"),
+    ("hosts.far", Rename("far-away"), "hosts.far-away", "1-11 lowercase letters or digits"),
+    ("hosts.far", Rename("farfarawayhost"), "hosts.farfarawayhost", "1-11 lowercase"),
+    ("tenants.green.host", "far;reboot", "tenants.green.host", "should be a host's name in the lab"),
+    ("router.host", 1, "router.host", "string"),
+]
+
+
+@pytest.mark.parametrize(("path", "value", "where", "why"), PLACEMENT_BAD + HOSTILE_PLACEMENT,
+                         ids=[f"{b[0]}={b[1]!r:.40}" for b in PLACEMENT_BAD + HOSTILE_PLACEMENT])
+def test_bad_placement_is_refused_in_words_on_its_line(split_data, path, value, where, why):
+    set_at(split_data, path, value)
+    text = yaml.safe_dump(split_data, sort_keys=False)
+    with pytest.raises(model.LabError) as e:
+        model.parse(text, "mylab.yaml")
+    msg = str(e.value)
+    assert any(p.path == where and why in p.message for p in e.value.problems), msg
+    assert len(msg.splitlines()) == len(e.value.problems), msg  # one line each, whatever the input
+    assert "pattern" not in msg, msg
+    line = next(ln for ln in msg.splitlines() if f": {where}: " in ln)
+    number = int(line.split(":")[1])
+    *parent, key = where.split(".")  # a missing key: the line of the mapping that lacks it
+    said = key if "missing" not in line else parent[-1]
+    assert f"{said}:" in text.splitlines()[number - 1], (line, text.splitlines()[number - 1])
+
+
+def test_host_without_hosts_is_refused(lab_data):
+    lab_data["router"]["host"] = "far"
+    with pytest.raises(model.LabError, match=r"router.host: names host 'far', but the lab declares no hosts"):
+        dump_and_parse(lab_data)

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ValidationError
 
 from lab.model import overrides, shorthands
 from lab.model.rules import Problem, check
-from lab.model.types import Lab, Tenant
+from lab.model.types import Hypervisor, Lab, Ssh, Tenant
 
 # The package's lab.yaml: in a checkout a link to the top-level lab.yaml that users edit (resolved,
 # so messages name that file); in an installed wheel the copy the wheel carries.
@@ -280,7 +280,10 @@ def _message(err: dict, key: bool) -> str:
 
 
 def _did_you_mean(err: dict) -> str:
-    ctx_fields = _FIELDS_AT.get(tuple(str(x) for x in err["loc"][:-1]))
+    at = tuple(str(x) for x in err["loc"][:-1])
+    if at[:1] == ("hosts",) and len(at) > 1:  # a mapping too: any host's fields
+        at = ("hosts", "*", *at[2:])
+    ctx_fields = _FIELDS_AT.get(at)
     if not ctx_fields:
         return ""
     close = difflib.get_close_matches(str(err["loc"][-1]), ctx_fields, n=1)
@@ -298,3 +301,5 @@ def _known_fields(model: type[BaseModel], prefix: tuple = ()) -> Iterator[tuple[
 _FIELDS_AT: dict[tuple, list[str]] = dict(_known_fields(Lab))
 for _t in ("blue", "green"):  # tenants are a mapping: offer their fields under any name
     _FIELDS_AT.update({("tenants", _t, *k): v for k, v in _known_fields(Tenant)})
+_FIELDS_AT.update({("hosts", "*", *k): v for k, v in _known_fields(Hypervisor)})
+_FIELDS_AT[("hosts", "*", "ssh")] = list(Ssh.model_fields)  # optional: not found by _known_fields

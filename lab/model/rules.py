@@ -29,6 +29,7 @@ def check(lab: Lab) -> Iterator[Problem]:
     yield from _check_dhcp(lab)
     yield from _check_unique(lab)
     yield from _check_names(lab)
+    yield from _check_hosts(lab)
     vx = lab.shared_vlan.vxlan
     if vx.underlay_mtu < lab.shared_vlan.mtu + 54:
         yield Problem("shared_vlan.vxlan.underlay_mtu",
@@ -213,7 +214,8 @@ def _addresses(lab: Lab) -> Iterator[tuple[str, ipaddress._BaseAddress]]:
             for k, v in obj.items():
                 yield from walk(v, f"{path}.{k}")
 
-    skip = ("dhcp.range",)  # the range bounds are checked against statics separately
+    # The range bounds are checked against statics separately; the hosts' endpoints by _check_hosts.
+    skip = ("dhcp.range", "hosts.")
     for path, ip in walk(lab, ""):
         if not path.startswith(skip):
             yield path, ip
@@ -239,3 +241,91 @@ def _check_names(lab: Lab) -> Iterator[Problem]:
         if len(sub) > IFNAMSIZ:
             yield Problem("router.nic", f"the router's VLAN {vlan} subinterface {sub} ({path}) is "
                                         f"{len(sub)} characters long; the kernel allows {IFNAMSIZ}")
+
+
+def vxlan_overhead(endpoint: IPv4Address | IPv6Address) -> int:
+    """What a frame of dsw-host grows by in the tunnel between hosts: outer IP (20 or 40), UDP
+    (8), VXLAN (8) and the inner Ethernet header (14) with the 802.1Q tag the trunk keeps (4)."""
+    return (20 if endpoint.version == 4 else 40) + 8 + 8 + 14 + 4
+
+
+def _vm_paths(lab: Lab) -> dict[str, str]:
+    """Each VM's `host` field, by VM name."""
+    return {lab.router.vm: "router.host", **{t.vm: f"tenants.{n}.host" for n, t in lab.tenants.items()}}
+
+
+def _check_hosts(lab: Lab) -> Iterator[Problem]:
+    """Placement: every VM on a declared host; between hosts, tunnel endpoints of one family,
+    each its own, and an underlay that carries dsw-host's largest frame once wrapped."""
+    paths = _vm_paths(lab)
+    if lab.hosts is None:
+        for vm, host in lab.vms().items():
+            if host is not None:
+                yield Problem(paths[vm], f"names host {host!r}, but the lab declares no hosts: "
+                                         "add a hosts: map saying how to reach each")
+        return
+    hosts = lab.hosts
+    if not hosts:
+        yield Problem("hosts", "declares no host: leave hosts: out to run the lab on this machine")
+        return
+    local = [n for n, h in hosts.items() if h.local]
+    for extra in local[1:]:
+        yield Problem(f"hosts.{extra}", f"has no ssh:, so it is this machine, as hosts.{local[0]} "
+                                        "is already: give it ssh: (user@address)")
+    used = set()
+    for vm, host in lab.vms().items():
+        if host is None and not local:
+            yield Problem(paths[vm], f"missing: every host in hosts: is reached over SSH (none is "
+                                     f"this machine), so {vm} must say which one runs it")
+        elif host is not None and host not in hosts:
+            yield Problem(paths[vm], f"{host!r} is not in hosts: (declared: {', '.join(hosts)})")
+        used.add(host or (local[0] if local else None))
+    for name in hosts:
+        if name not in used:
+            yield Problem(f"hosts.{name}", "runs no VM of the lab: place one there (a host: on the "
+                                           "router or a tenant) or leave it out")
+    if len(hosts) < 2:
+        return  # one machine: no tunnel
+    yield from _check_tunnels(lab, hosts)
+
+
+def _check_tunnels(lab: Lab, hosts: dict) -> Iterator[Problem]:
+    lab_addrs = dict((ip, path) for path, ip in _addresses(lab))
+    seen: dict = {}
+    families = set()
+    for name, h in hosts.items():
+        p = f"hosts.{name}"
+        if h.endpoint is None:
+            yield Problem(f"{p}.endpoint", "missing: with more than one host, each needs the address "
+                                           "its tunnels to the others start from")
+        elif h.endpoint in seen:
+            yield Problem(f"{p}.endpoint", f"{h.endpoint} is already {seen[h.endpoint]}'s endpoint: "
+                                           "each host needs its own")
+        elif h.endpoint in lab_addrs:
+            yield Problem(f"{p}.endpoint", f"{h.endpoint} is a lab address ({lab_addrs[h.endpoint]}): "
+                                           "an endpoint is the host's own, outside the lab")
+        else:
+            seen[h.endpoint] = f"hosts.{name}"
+            families.add(h.endpoint.version)
+        if h.nic is None:
+            yield Problem(f"{p}.nic", "missing: with more than one host, name the NIC toward the "
+                                      "others (Open vSwitch takes it for the tunnels)")
+        if h.underlay_mtu is None:
+            yield Problem(f"{p}.underlay_mtu", "missing: with more than one host, say the MTU of the "
+                                               "network between the endpoints (oversize tunnel frames "
+                                               "vanish silently)")
+    if len(families) > 1:
+        yield Problem("hosts", "the endpoints mix IPv4 and IPv6: a tunnel joins two of one family")
+        return
+    frame = lab.shared_vlan.vxlan.underlay_mtu  # the MTU of every lab NIC on dsw-host
+    for name, h in hosts.items():
+        if h.underlay_mtu is None or h.endpoint is None:
+            continue
+        need = frame + vxlan_overhead(h.endpoint)
+        if h.underlay_mtu < need:
+            yield Problem(f"hosts.{name}.underlay_mtu",
+                          f"{h.underlay_mtu} is too small: dsw-host's frames carry "
+                          f"{frame} bytes (shared_vlan.vxlan.underlay_mtu) and the tunnel adds "
+                          f"{need - frame} (VXLAN over IPv{h.endpoint.version}, with the VLAN tag): need "
+                          f">= {need}, or lower shared_vlan.mtu and shared_vlan.vxlan.underlay_mtu; "
+                          "larger frames vanish silently")

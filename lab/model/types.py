@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 from ipaddress import (
@@ -79,6 +80,14 @@ USER = Kind(r"[a-z_][a-z0-9_-]{0,31}",
             "a user name: 1-32 lowercase letters, digits, '_' or '-', starting with a letter or '_'")
 MAC_PREFIX = Kind(r"[0-9a-f]{2}(:[0-9a-f]{2}){3}",
                   "the first four bytes of a MAC address in lowercase hex, like ba:ad:ca:fe")
+# A hypervisor of the lab (a key of `hosts:`): it names the tunnel port to it on every other host.
+LAB_HOST = Kind(r"[a-z][a-z0-9]{0,10}",
+                "a host's name in the lab: 1-11 lowercase letters or digits, starting with a letter")
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+# A DNS name SSH reaches: labels of a host name separated by dots, 253 characters at most.
+DNS_NAME = Kind(rf"(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*",
+                "an IP address or a DNS name: labels of letters, digits or '-' separated by dots, "
+                "no label starting or ending with '-'")
 SYSCTL_KEY = Kind(r"net(\.[A-Za-z0-9_-]+){2,8}",
                   "a network key of the namespace: net.<subtree>.<name>, parts of letters, digits, "
                   "'_' or '-' separated by dots")
@@ -120,6 +129,45 @@ def _routable(addr):
     return addr
 
 
+def _host_address(value):
+    """Where SSH reaches a host: an IP address (as text, no zone) or a DNS name. A name whose last
+    label is a number is no DNS name: getaddrinfo would read `10.0.0.256` or `1234` as some address."""
+    if not isinstance(value, str):
+        raise ValueError("should be an IP address or a DNS name written as text, like 192.0.2.10 "
+                         "or lab2.example.org")
+    try:
+        addr = ipaddress.ip_address(value)
+    except ValueError:
+        DNS_NAME(value)
+        if value.rsplit(".", 1)[-1].isdigit():
+            raise ValueError("should be an IP address or a DNS name: its last part is a number, "
+                             "but it is no IP address") from None
+        return value
+    if addr.version == 6:
+        _no_zone(addr)
+    if addr.is_unspecified or addr.is_multicast:
+        kind = "unspecified" if addr.is_unspecified else "multicast"
+        raise ValueError(f"should be a host's address, not {kind} {addr}")
+    return str(addr)
+
+
+def _endpoint(value):
+    """A tunnel endpoint: a host's unicast address, as text (`true` would be 0.0.0.1)."""
+    if not isinstance(value, str):
+        raise ValueError("should be an address written as text, like 192.0.2.10 or 2001:db8::10")
+    try:
+        addr = ipaddress.ip_address(value)
+    except ValueError:
+        raise ValueError("should be an IPv4 or IPv6 address, like 192.0.2.10 or 2001:db8::10") from None
+    if addr.version == 6:
+        _no_zone(addr)
+    if addr.is_unspecified or addr.is_multicast or (addr.version == 6 and addr.is_link_local):
+        kind = ("unspecified" if addr.is_unspecified else "multicast" if addr.is_multicast
+                else "link-local (it needs an interface: give a global address)")
+        raise ValueError(f"should be the host's unicast address, not {kind} {addr}")
+    return addr
+
+
 IfName = text(IFNAME)
 HostName = text(HOSTNAME)
 ContainerName = text(CONTAINER)
@@ -139,6 +187,9 @@ IPv6Addr = Annotated[IPv6Address, BeforeValidator(_written), AfterValidator(_no_
 IPv6Iface = Annotated[IPv6Interface, BeforeValidator(_written), AfterValidator(_no_zone)]
 IPv6Net = Annotated[IPv6Network, BeforeValidator(_written), AfterValidator(_no_zone)]
 SysctlKey = Annotated[StrictStr, AfterValidator(_sysctl_key)]
+LabHost = text(LAB_HOST)
+HostAddress = Annotated[StrictStr, AfterValidator(_host_address)]
+Endpoint = Annotated[IPv4Address | IPv6Address, BeforeValidator(_endpoint)]
 SysctlValue = Annotated[StrictInt, Field(ge=-(2**63), le=2**64 - 1)]  # a C long, signed or not
 
 
@@ -199,6 +250,7 @@ class Router(Model):
     uplink: Uplink
     nat: StrictBool
     resources: Resources
+    host: LabHost | None = None  # a key of `hosts:`; none: this machine
 
     def subif(self, vlan: int) -> str:
         """The router's VLAN subinterface (the seed's `enp0s6.220`)."""
@@ -231,6 +283,7 @@ class Tenant(Model):
     dhcp_server: DhcpServer
     clients: Annotated[tuple[ContainerName, ...], Field(max_length=MAX_CLIENTS)]
     resources: Resources
+    host: LabHost | None = None  # a key of `hosts:`; none: this machine
 
 
 class Vxlan(Model):
@@ -350,6 +403,44 @@ class Radvd(Model):
     max_interval: Annotated[StrictInt, Field(ge=4, le=1800)]
 
 
+def _ssh_shorthand(value):
+    """`root@192.0.2.10` is {user: root, address: 192.0.2.10} (port 22)."""
+    if isinstance(value, str):
+        user, at, address = value.partition("@")
+        if not at:
+            raise ValueError("should be user@address, like root@192.0.2.10, or a mapping with "
+                             "user, address and port")
+        return {"user": user, "address": address}
+    return value
+
+
+class Ssh(Model):
+    """How vxlab reaches a host: SSH as `user` to `address`, on `port`."""
+
+    user: text(USER)
+    address: HostAddress
+    port: Port = 22
+
+
+class Hypervisor(Model):
+    """A machine that runs VMs of the lab: reached over SSH, or this machine (no `ssh`); its
+    dsw-host is stitched to the others' by a VXLAN tunnel between the endpoints."""
+
+    ssh: Annotated[Ssh, BeforeValidator(_ssh_shorthand)] | None = None
+    endpoint: Endpoint | None = None  # the tunnels' address on this host
+    underlay_mtu: Mtu | None = None  # of the network between the endpoints, as this host sees it
+    # The NIC on that network, given to Open vSwitch (its userspace datapath sends tunnel packets
+    # only out of its own bridges): a NIC of its own, since an address on it stops working.
+    nic: IfName | None = None
+
+    @property
+    def local(self) -> bool:
+        return self.ssh is None
+
+
+MAX_HOSTS = 16  # each host holds a tunnel to every other one
+
+
 class Containers(Model):
     driver: Literal["lxd", "netns"]
     nic: IfName
@@ -367,6 +458,8 @@ class Lab(Model):
     radvd: Radvd
     sysctl: Annotated[dict[SysctlKey, SysctlValue], Field(max_length=100)]
     containers: Containers
+    # Where the VMs run (none: all on this machine); each VM's `host` names one of these.
+    hosts: Annotated[dict[LabHost, Hypervisor], Field(max_length=MAX_HOSTS)] | None = None
 
     # The lab's shape, for templates, recipes and checks.
 
@@ -385,6 +478,19 @@ class Lab(Model):
 
     def dhcp_servers(self) -> dict[str, DhcpServer]:
         return {t.dhcp_server.role: t.dhcp_server for t in self.tenants.values()}
+
+    def vms(self) -> dict[str, str | None]:
+        """Each VM's `host` as written (None: this machine), the router first."""
+        return {self.router.vm: self.router.host, **{t.vm: t.host for t in self.tenants.values()}}
+
+    def local_host(self) -> str | None:
+        """The host of `hosts:` that is this machine (no `ssh`), if one is."""
+        return next((n for n, h in (self.hosts or {}).items() if h.local), None)
+
+    def placement(self) -> dict[str, str | None]:
+        """Each VM's host: the one it names, else this machine's entry in `hosts:` (None: no
+        `hosts:`, the whole lab on this machine)."""
+        return {vm: host or self.local_host() for vm, host in self.vms().items()}
 
     def nodes(self) -> list[Node]:
         """Every node of the lab, VMs first, in a stable order."""

@@ -10,6 +10,10 @@ Each thing is recorded by name in the lab's Ledger before it is made (undo.py), 
 removes what the Ledger names, restores every file it changed, and touches nothing else.
 One lab's host side at a time: two would share Open vSwitch's socket and the management subnet.
 
+With `hosts:` (several hypervisors), each host's dsw-host is stitched to the others' (stitch.py):
+this host's side is made after Open vSwitch starts and recorded like the rest; on a host reached
+over SSH, `prepare_switch()` makes Open vSwitch, dsw-host and the stitch only (lab/vagrant/hosts.py).
+
 Sealed with `simulated`: no lab address on the host (its only address is the management
 network's .1, which Vagrant's SSH needs; that network forwards nothing), no forwarding, no
 sysctl changed. `nat` is the one exception, chosen by the user: the host holds the lab's
@@ -27,7 +31,7 @@ from lab import model
 from lab.substrate.netns import NetnsNode, link_exists
 from lab.vagrant import access, state
 from lab.vagrant import spec as specs
-from lab.vagrant.host import libvirt
+from lab.vagrant.host import libvirt, stitch
 from lab.vagrant.host.libvirt import VIRSH, Libvirt
 from lab.vagrant.host.ovs import OVS_RUN, Ovs
 from lab.vagrant.host.seal import SealTable
@@ -48,8 +52,11 @@ def _quiet(_: str) -> None:
 class Host:
     """The host plumbing of one lab's VMs (names from lab.vagrant.spec)."""
 
-    def __init__(self, lab: model.Lab, progress: Progress = _quiet) -> None:
+    def __init__(self, lab: model.Lab, progress: Progress = _quiet, host: str | None = None) -> None:
         self.lab = lab
+        self.host = host or lab.local_host()  # its name in `hosts:` (None: the lab has none)
+        stitched = len(lab.hosts or {}) > 1 and self.host is not None  # None: every host is remote
+        self.stitch = stitch.plan(lab, self.host) if stitched else None
         self.say = progress
         self.run = state.RUN / lab.name  # pid files, OVS database, serial logs
         self.keep = state.KEEP / lab.name
@@ -61,7 +68,8 @@ class Host:
         self.ovs = Ovs(self.run, self.switch.bridge, self.switch.mtu)
         self.libvirt = Libvirt(lab, self.run, self.backups, self.ledger, say)
         self.upstreams = Upstreams(lab, self.run, self.ovs, self.libvirt, self.ledger, say)
-        self.seal_table = SealTable(f"vxlab_host_{lab.name}", self.ovs, self.ledger)
+        self.seal_table = SealTable(f"vxlab_host_{lab.name}", self.ovs, self.ledger,
+                                    (self.stitch.nic,) if self.stitch else ())
 
     def _say(self, text: str) -> None:
         self.say(text)  # the parts' progress: through self.say as it is when they speak
@@ -100,8 +108,7 @@ class Host:
         access.ensure_key(self.lab.name)
         self.libvirt.qemu_conf(driver)
         self.libvirt.no_autostart()
-        add_path(self.ledger, OVS_RUN, tree=True)  # its sockets, if ours make it
-        self.ovs.start()
+        self._switch()
         self.libvirt.start()
         self.libvirt.networks(self.libvirt.network_xml())
         self.libvirt.pool()
@@ -114,6 +121,30 @@ class Host:
         where = self.upstreams.nat_net if upstream == "nat" else self.upstreams.ns
         self.say(f"host ready: OVS bridge {self.switch.bridge}, libvirt networks "
                  f"{self.libvirt.mgmt.name} and {self.switch.name}, {upstream} upstream {where}")
+
+    def _switch(self) -> None:
+        add_path(self.ledger, OVS_RUN, tree=True)  # its sockets, if ours make it
+        self.ovs.start()
+        if self.stitch:
+            self.ledger.add("stitch", self.stitch.host)
+            stitch.apply(self.ovs, self.stitch)
+            self.say(f"{self.stitch.switch} stitched to {', '.join(p.name for p in self.stitch.peers)} "
+                     f"from {self.stitch.endpoint} on {self.stitch.nic}")
+
+    def prepare_switch(self) -> None:
+        """On a host reached over SSH: Open vSwitch, dsw-host and the stitch (what every host
+        needs to carry the lab's VLANs between hosts); safe to run again."""
+        others = self.others()
+        if others:
+            raise RuntimeError(f"the host side of lab {', '.join(others)} is up here: one Vagrant "
+                               "lab at a time")
+        state.run_dir(self.lab.name)
+        state.keep_dir(self.lab.name)
+        if not self.facts.recorded():
+            self.facts.record({"upstream": None, "switch_only": True})
+        self._switch()
+        self.seal()
+        self.say(f"host {self.host} ready: OVS bridge {self.switch.bridge}")
 
     def others(self) -> list[str]:
         """The other labs whose host side is up here (by their records)."""
@@ -160,6 +191,8 @@ class Host:
         step("upstream ports", up.remove_links)
         step("upstream namespace", up.remove_namespace)
         step("forwarding", lambda: up.restore_forwarding(facts.get("forwarding")))
+        if self.ledger.entries("stitch"):
+            step("stitch", self._unstitch)
         step("OVS bridge", self.ovs.remove_bridge)
         step("OVS daemons", self.ovs.stop)
         step("seal", self.seal_table.remove)
@@ -186,6 +219,13 @@ class Host:
                                    "networks cannot be removed (start it, then host.down again)")
             self.libvirt.start()  # ours, and died: again, to remove what the lab made there
         return [*self.libvirt.remove_vms(), *self.libvirt.remove_pool(), *self.libvirt.remove_networks()]
+
+    def _unstitch(self) -> list[str]:
+        # (If the lab's hosts: changed since, its bridges go with Open vSwitch's below.)
+        done = stitch.remove(self.ovs, self.stitch) if self.stitch and self.ovs.ovsdb.pid() else []
+        for name in self.ledger.names("stitch"):
+            self.ledger.drop("stitch", name)
+        return done
 
     def _stop_libvirt(self) -> list[str]:
         others = self.libvirt.serving_others()

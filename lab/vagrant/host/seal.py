@@ -13,8 +13,11 @@ from lab.vagrant.host.undo import Ledger
 class SealTable:
     """A netdev table with a chain per port of the bridge, dropping what the port receives."""
 
-    def __init__(self, name: str, ovs: Ovs, ledger: Ledger) -> None:
+    def __init__(self, name: str, ovs: Ovs, ledger: Ledger, nics: tuple[str, ...] = ()) -> None:
         self.name, self.ovs, self.ledger = name, ovs, ledger
+        # The stitch's NIC too: only Open vSwitch speaks on the network between the hosts (the
+        # host's stack would answer ARP there for the endpoint, with the NIC's own MAC).
+        self.nics = nics
         self.record = f"netdev {name}"
 
     def apply(self) -> list[str]:
@@ -34,11 +37,12 @@ class SealTable:
         sh(["nft", "add", "table", "netdev", self.name])
         listing = json.loads(sh(["nft", "-j", "list", "table", "netdev", self.name]).out)
         chains = {i["chain"]["name"] for i in listing["nftables"] if "chain" in i}
-        ports = [p for p in self.ovs.ports() if link_exists(None, p)]
+        ports = [p for p in (*self.ovs.ports(), *self.nics) if link_exists(None, p)]
         for chain in chains - {f"in_{p}" for p in ports}:  # of taps gone with their VMs
             sh(["nft", "delete", "chain", "netdev", self.name, chain], check=False)
         for port in ports:
-            self.ovs.vsctl("set", "interface", port, f"mtu_request={self.ovs.mtu}")
+            if port not in self.nics:  # a NIC's MTU is its network's (hosts.<name>.underlay_mtu)
+                self.ovs.vsctl("set", "interface", port, f"mtu_request={self.ovs.mtu}")
             sh(["ip", "link", "set", port, "addrgenmode", "none"], check=False)
             sh(["ip", "-6", "addr", "flush", "dev", port, "scope", "link"], check=False)
             # Anew each time: a tap of a destroyed VM may come back under the same name.

@@ -128,7 +128,7 @@ def reach(far: StandIn) -> hosts.Reach:
 
 def far_run(lab: model.Lab, far: StandIn, command: str) -> str:
     with hosts.connect(lab, "far", reach(far)) as c:
-        return c.run(command, hide=True).stdout
+        return c.run(command, hide=True, in_stream=False).stdout  # not the test runner's stdin
 
 
 @pytest.fixture(scope="module")

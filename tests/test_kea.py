@@ -207,24 +207,14 @@ def test_the_drill_finds_an_address_bound_to_two_macs_and_unread_leases():
         "02:00:00:00:00:02 (blueDHCP)"]
 
 
-class WithoutKea(PathNode):
-    """An LXD container or VM of today's image and box: no kea-dhcp4; nothing may be placed."""
+def test_the_container_image_carries_kea_with_its_units_disabled():
+    """The LXD image (and the Vagrant box, which bakes the image in) runs a Kea server; no
+    container starts Kea on its own: the packages enable their units, the dhcp role does."""
+    from lab.containers import image
 
-    kind = "LXD container"
-
-    def run(self, argv, **kw):
-        assert argv == ["sh", "-c", "command -v kea-dhcp4"], argv
-        return result("", rc=1)
-
-
-def test_a_node_without_kea_is_refused_before_anything_is_placed():
-    from lab.substrate.base import CommandError
-
-    lab = model.load(sets=["dhcp.server=kea"])
-    spec = lab.node("blueDHCP")
-    t = Target(lab, spec, WithoutKea("blueDHCP"), render.render_node(lab, spec, Deployment.of(lab, "netns")))
-    with pytest.raises(CommandError, match="containers.driver netns"):
-        dhcp.apply(t)
+    assert {"kea-dhcp4-server", "kea-ctrl-agent", "isc-dhcp-server"} <= set(image.IMAGE_PACKAGES)
+    disable = [h for h in image._CUSTOMIZE_HOOKS if "systemctl disable" in h]
+    assert disable and all(u in disable[0] for u in ("kea-dhcp4-server.service", "kea-ctrl-agent.service"))
 
 
 def test_the_primarys_scope_by_address():

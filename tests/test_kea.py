@@ -222,3 +222,17 @@ def test_the_primarys_scope_by_address():
     assert dhcp.primary_scope(lb, "192.0.2.50") and not dhcp.primary_scope(lb, "192.0.2.51")
     assert dhcp.primary_scope(hs, "192.0.2.90") and not dhcp.primary_scope(hs, None)
     assert not dhcp.primary_scope(model.load(), "192.0.2.10")  # dhcpd: never said
+
+
+def test_the_secondary_takes_over_through_its_agent_or_says_why_not():
+    lab = model.load(sets=KEA)
+    fact = dhcp.take_over(lab, PathNode("greenDHCP"))
+    assert fact.node == "greenDHCP" and fact.argv[-1] == "http://192.0.2.251:8000/"
+    assert json.loads(fact.argv[fact.argv.index("-d") + 1]) == {"command": "ha-maintenance-start",
+                                                                "service": ["dhcp4"]}
+    done = [{"result": 0, "text": "Server is now in the partner-in-maintenance state."}]
+    assert fact.parse(result(json.dumps(done))) is None
+    refused = [{"result": 1, "text": "Unable to transition the server from the partner-down to "
+                                     "partner-in-maintenance state."}]
+    assert fact.parse(result(json.dumps(refused))) == refused[0]["text"]
+    assert "Failed to connect" in fact.parse(result("curl: (7) Failed to connect", rc=7))

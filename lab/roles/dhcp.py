@@ -166,6 +166,28 @@ def _ha_state(r: Result) -> str | None:
         return None
 
 
+PARTNER_IN_MAINTENANCE = "partner-in-maintenance"
+PARTNER_DOWN = "partner-down"
+
+
+def take_over(lab: Lab, node: Node) -> Fact[str | None]:
+    """Kea's controlled shutdown of this server's partner (Kea's word: maintenance): sent to
+    the server that stays up, ha-maintenance-start puts the partner in in-maintenance (serving
+    nobody, safe to stop) and this one in partner-in-maintenance, serving every client at once;
+    a stopped partner is then taken for down at the first heartbeat it misses. Kea 2.2 tells its
+    partner nothing when it stops, unlike dhcpd (shutdown -> its partner in partner-down). The
+    fact: None when this server took over, else why not (Kea's answer)."""
+    return Fact(node.name, kea_command(lab, node.name, "ha-maintenance-start"), _took_over)
+
+
+def _took_over(r: Result) -> str | None:
+    try:
+        answer = json.loads(r.out)[0]
+    except (ValueError, LookupError, TypeError):
+        return f"no answer from the control agent: {(r.out + r.err).strip() or f'exit {r.rc}'}"
+    return None if answer.get("result") == 0 else str(answer.get("text", answer))
+
+
 def leases(lab: Lab, node: Node) -> Fact[dict[str, str] | None]:
     """The server's active leases (address: MAC); None if unread. Kea's as kea-dhcp4 holds
     them (lease4-get-all, through its agent); dhcpd's from its lease file, the last entry of

@@ -99,13 +99,13 @@ class LabAccess:
         return dict(zip(names, found, strict=True))
 
     def dhcp_take_over(self, server: str) -> str | None:
-        """Kea: the server serves every client and its partner none, so that the partner can
-        stop (ha-maintenance-start); None when done, else Kea's answer."""
+        """Kea: tell the server that its partner was stopped, so that it serves every client
+        at once (ha-maintenance-start); None when done, else Kea's answer."""
         return read(self.node, [dhcp.take_over(self.lab, self.node(server))])[0]
 
     def dhcp_partner_down(self, server: str) -> bool:
         """Kea: the server took its partner for down (then a partner that starts again syncs
-        and both go back to normal; started before, it would stay in in-maintenance)."""
+        and both go back to normal)."""
         return self.dhcp_states()[server] == dhcp.PARTNER_DOWN
 
     def dhcp_bindings(self) -> dict[str, dict[str, str]]:

@@ -166,17 +166,16 @@ def _ha_state(r: Result) -> str | None:
         return None
 
 
-PARTNER_IN_MAINTENANCE = "partner-in-maintenance"
 PARTNER_DOWN = "partner-down"
 
 
 def take_over(lab: Lab, node: Node) -> Fact[str | None]:
-    """Kea's controlled shutdown of this server's partner (Kea's word: maintenance): sent to
-    the server that stays up, ha-maintenance-start puts the partner in in-maintenance (serving
-    nobody, safe to stop) and this one in partner-in-maintenance, serving every client at once;
-    a stopped partner is then taken for down at the first heartbeat it misses. Kea 2.2 tells its
-    partner nothing when it stops, unlike dhcpd (shutdown -> its partner in partner-down). The
-    fact: None when this server took over, else why not (Kea's answer)."""
+    """Tell a Kea server that its partner was stopped: ha-maintenance-start, sent to a server
+    whose partner's kea-dhcp4 does not answer, puts it in partner-down at once, serving every
+    client (Kea's docs: upgrading from older HA versions). Kea 2.2 tells its partner nothing
+    when it stops, unlike dhcpd (shut-down: its partner goes partner-down); left to find out,
+    the partner waits for a heartbeat to fail (about once a second) and meanwhile drops the
+    replies whose lease update fails. None when done, else why not (Kea's answer)."""
     return Fact(node.name, kea_command(lab, node.name, "ha-maintenance-start"), _took_over)
 
 

@@ -67,7 +67,10 @@ def test_the_dhcp_drill_with_kea(elab):
         print(drills.dhcp_summary(r))
     assert series.ok, series.problems
     for r in series.trials:
+        # issue 18's targets: a new lease within 3 s, both back to normal within 15 s
+        assert r.lease_s is not None and r.lease_s <= 3, drills.dhcp_summary(r)
         assert r.restored_s is not None and r.restored_s <= 15, drills.dhcp_summary(r)
+        assert any("ha-maintenance-start" in e.what for e in r.events)
         assert any("no address bound to two MACs" in e.what for e in r.events)
 
 

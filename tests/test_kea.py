@@ -13,6 +13,7 @@ from lab import checks, model, render
 from lab.deployment import Deployment
 from lab.roles import dhcp
 from lab.roles.target import Target
+from lab.substrate.base import Service
 
 GOLDEN = Path(__file__).parent / "golden" / "kea"
 KEA = ["dhcp.server=kea", "containers.driver=netns"]
@@ -236,3 +237,77 @@ def test_the_secondary_takes_over_through_its_agent_or_says_why_not():
                                      "partner-in-maintenance state."}]
     assert fact.parse(result(json.dumps(refused))) == refused[0]["text"]
     assert "Failed to connect" in fact.parse(result("curl: (7) Failed to connect", rc=7))
+
+
+class DrillAccess:
+    """What failover.dhcp reads and does, recorded: a Kea pair whose secondary answers
+    ha-maintenance-start with `refusal` and then is `state` (its HA state)."""
+
+    def __init__(self, lab, refusal=None, state="partner-down"):
+        self.lab, self.refusal, self.state, self.done = lab, refusal, state, []
+        self.addr: str | None = "192.0.2.10"
+
+    def lease_server(self, name):
+        return "192.0.2.250" if not self.done else "192.0.2.251"
+
+    def in_primary_scope(self, name):
+        return True
+
+    def dhcpd(self, server):
+        return Service("kea-dhcp4", ("kea-dhcp4",))
+
+    def node(self, name):
+        access = self
+
+        class Node:
+            def stop(self, svc):
+                access.done.append(f"stop {svc.name} on {name}")
+                access.addr = None
+
+            def start(self, svc):
+                access.done.append(f"start {svc.name} on {name}")
+
+        return Node()
+
+    def dhcp_take_over(self, server):
+        self.done.append(f"tell {server}")
+        return self.refusal
+
+    def dhcp_partner_down(self, server):
+        return self.state == "partner-down"
+
+    def new_lease(self, name):
+        self.done.append(f"new lease for {name}")
+        self.addr = "192.0.2.11"
+
+    def client_state(self, name):
+        return type("Addressing", (), {"ipv4": self.addr})()
+
+    def leases(self, server):
+        return {}
+
+    def dhcp_normal_state(self):
+        return "load-balancing"
+
+    def problems(self):
+        return []
+
+
+def test_the_kea_drill_tells_the_secondary_after_the_stop_and_before_the_client_asks():
+    from lab.drills.dhcp import _trial
+
+    access = DrillAccess(model.load(sets=KEA))
+    report = _trial(access, deadline=2, progress=lambda m: None)
+    assert access.done == ["stop kea-dhcp4 on blueDHCP", "tell greenDHCP", "new lease for blueC0",
+                           "start kea-dhcp4 on blueDHCP"]
+    assert report.ok and report.lease_s is not None, report.problems
+
+    refused = DrillAccess(model.load(sets=KEA), refusal="Unable to transition",
+                          state="partner-in-maintenance")
+    report = _trial(refused, deadline=2, progress=lambda m: None)
+    assert report.problems == ["greenDHCP did not take over: Unable to transition",
+                               "greenDHCP did not take blueDHCP for down (partner-down)"]
+
+    isc = DrillAccess(model.load(sets=["containers.driver=netns"]))
+    assert _trial(isc, deadline=2, progress=lambda m: None).ok
+    assert "tell greenDHCP" not in isc.done

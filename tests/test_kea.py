@@ -311,3 +311,54 @@ def test_the_kea_drill_tells_the_secondary_after_the_stop_and_before_the_client_
     isc = DrillAccess(model.load(sets=["containers.driver=netns"]))
     assert _trial(isc, deadline=2, progress=lambda m: None).ok
     assert "tell greenDHCP" not in isc.done
+
+
+@pytest.mark.parametrize("sets, where, why", [
+    (["dhcp.v6=stateful", "containers.driver=netns"], "dhcp.v6", "set dhcp.server kea"),
+    (["dhcp.server=kea", "dhcp.v6=stateful"], "dhcp.v6", "light containers only"),
+    ([*KEA, "dhcp.v6=stateful", "dhcp.range6.first=2001:db8:8::1"], "dhcp.range6.first",
+     "not in shared_vlan.ipv6"),
+    ([*KEA, "dhcp.v6=stateful", "dhcp.range6.last=2001:db8:7::1000"], "dhcp.range6", "first must come"),
+])
+def test_stateful_dhcpv6_is_refused_in_words(sets, where, why):
+    with pytest.raises(model.LabError) as e:
+        model.load(sets=sets)
+    assert f"{where}: " in str(e.value) and why in str(e.value)
+
+
+def test_stateful_dhcpv6_runs_kea_dhcp6_and_dhclient_6():
+    from lab.roles import client
+
+    lab = model.load(sets=[*KEA, "dhcp.v6=stateful"])
+    assert dhcp.daemon_pids(lab)["kea-dhcp6"] == "/run/kea/kea-dhcp6.kea-dhcp6.pid"
+    assert "kea-dhcp6" not in dhcp.daemon_pids(model.load(sets=KEA))
+    assert lab.dhcp.pools6()[0][0] == lab.dhcp.range6.first
+    files = render.render(lab, "netns")
+    assert "/etc/kea/kea-dhcp6.conf" in files["blueDHCP"]
+    assert "/etc/kea/kea-dhcp6.conf" not in render.render(model.load(sets=KEA), "netns")["blueDHCP"]
+    fact = dhcp.failover6(lab, PathNode("blueDHCP"))
+    assert '"service": ["dhcp6"]' in fact.argv[2]
+    assert fact.parse(result("kea-dhcp6 is not running\n")) == "kea-dhcp6 is not running"
+    spec = lab.node("blueC0")
+    deployment = Deployment.of(lab, "netns")
+    t = Target(lab, spec, Light("blueC0", deployment.root(lab, spec)),
+               render.render_node(lab, spec, deployment), light=True)
+    assert [s.name for s in client.services(t)] == ["dhclient", "dhclient6"]
+    assert client.dhclient6(t).argv[:2] == ("dhclient", "-6")
+
+
+def test_a_clients_dhcpv6_lease_is_told_from_its_slaac_address():
+    from lab import facts
+    from lab.roles import client
+
+    shown = [{"ifname": "eth0", "address": "22:7a:32:2a:cb:ba", "addr_info": [
+        {"local": "2001:db8:7::1001", "prefixlen": 128},
+        {"local": "2001:db8:7:0:207a:32ff:fe2a:cbba", "prefixlen": 64}]}]
+    nic = client.nic(model.load(), PathNode("blueC0")).parse(result(json.dumps(shown)))
+    route6 = facts.Route(gateway="fe80:7::de", dev="eth0")
+    values = [nic, facts.Route(gateway=None, dev=None), route6]
+    a = client.addressing_of(model.load(sets=[*KEA, "dhcp.v6=stateful"]), values)
+    assert (a.slaac, a.dhcp6, a.gateway6) == ("2001:db8:7:0:207a:32ff:fe2a:cbba", "2001:db8:7::1001",
+                                              "fe80:7::de")
+    a = client.addressing_of(model.load(sets=KEA), values)  # slaac: no DHCPv6 lease is looked for
+    assert a.dhcp6 is None and a.slaac == "2001:db8:7::1001"

@@ -24,6 +24,7 @@ DAEMONS = {"dhcpd": "/run/dhcpd.pid"}
 
 # Kea: Debian's paths, which its units use (as user _kea); the namespaces get them per node.
 KEA_DHCP4 = "/etc/kea/kea-dhcp4.conf"
+KEA_DHCP6 = "/etc/kea/kea-dhcp6.conf"  # dhcp.v6 stateful (files/dhcp-kea6/)
 KEA_AGENT = "/etc/kea/kea-ctrl-agent.conf"
 KEA_LEASES = "/var/lib/kea/kea-leases4.csv"
 KEA_RUN = "/run/kea"  # pid files (KEA_PIDFILE_DIR) and kea-dhcp4's control socket
@@ -31,11 +32,14 @@ KEA_LOCKS = "/run/lock/kea"  # the loggers' lock files (KEA_LOCKFILE_DIR)
 # Kea names a pid file <config file's base name>.<program>.pid
 KEA_DAEMONS = {"kea-dhcp4": f"{KEA_RUN}/kea-dhcp4.kea-dhcp4.pid",
                "kea-ctrl-agent": f"{KEA_RUN}/kea-ctrl-agent.kea-ctrl-agent.pid"}
+KEA_DHCP6_PID = {"kea-dhcp6": f"{KEA_RUN}/kea-dhcp6.kea-dhcp6.pid"}
 
 
 def daemon_pids(lab: Lab) -> dict[str, str]:
     """The DHCP servers' daemons (name: pid file) for the lab's kind of server."""
-    return KEA_DAEMONS if lab.dhcp.server == "kea" else DAEMONS
+    if lab.dhcp.server != "kea":
+        return DAEMONS
+    return KEA_DAEMONS | (KEA_DHCP6_PID if lab.dhcp.v6 == "stateful" else {})
 
 
 def interfaces_v4(defaults: str) -> list[str]:
@@ -57,12 +61,17 @@ def dhcpd(t: Target) -> Service:
 
 def _kea(t: Target, program: str, config: str, unit: str) -> Service:
     p = t.path
-    return Service(program, (program, "-c", p(config)), unit=unit, pidfiles=(p(KEA_DAEMONS[program]),),
+    return Service(program, (program, "-c", p(config)), unit=unit,
+                   pidfiles=(p((KEA_DAEMONS | KEA_DHCP6_PID)[program]),),
                    env=(("KEA_PIDFILE_DIR", p(KEA_RUN)), ("KEA_LOCKFILE_DIR", p(KEA_LOCKS))))
 
 
 def kea_dhcp4(t: Target) -> Service:
     return _kea(t, "kea-dhcp4", KEA_DHCP4, "kea-dhcp4-server")
+
+
+def kea_dhcp6(t: Target) -> Service:
+    return _kea(t, "kea-dhcp6", KEA_DHCP6, "kea-dhcp6-server")
 
 
 def kea_agent(t: Target) -> Service:
@@ -75,7 +84,9 @@ def server(t: Target) -> Service:
 
 
 def services(t: Target) -> list[Service]:
-    return [kea_dhcp4(t), kea_agent(t)] if t.lab.dhcp.server == "kea" else [dhcpd(t)]
+    if t.lab.dhcp.server != "kea":
+        return [dhcpd(t)]
+    return [kea_dhcp4(t), kea_agent(t)] + ([kea_dhcp6(t)] if t.lab.dhcp.v6 == "stateful" else [])
 
 
 def apply(t: Target) -> None:
@@ -86,6 +97,8 @@ def apply(t: Target) -> None:
         if t.light:  # the units make these on systemd nodes (owned by _kea)
             t.node.run(["mkdir", "-p", *(t.path(d) for d in (KEA_RUN, KEA_LOCKS, "/var/lib/kea"))])
         service(t, kea_dhcp4(t), KEA_DHCP4 in changed)
+        if t.lab.dhcp.v6 == "stateful":
+            service(t, kea_dhcp6(t), KEA_DHCP6 in changed)
         service(t, kea_agent(t), KEA_AGENT in changed)
         return
     if t.node.read(LEASES) is None:
@@ -142,23 +155,30 @@ def agent_url(lab: Lab, name: str) -> str:
     return f"http://{s.ipv4.ip}:{lab.dhcp.kea.port}/"
 
 
-def kea_command(lab: Lab, name: str, command: str) -> tuple[str, ...]:
-    """curl posting a command for kea-dhcp4 to the server's agent (its answer: a JSON list)."""
-    body = json.dumps({"command": command, "service": ["dhcp4"]})
+def kea_command(lab: Lab, name: str, command: str, service: str = "dhcp4") -> tuple[str, ...]:
+    """curl posting a command for kea-dhcp4 (or kea-dhcp6) to the server's agent (its answer:
+    a JSON list)."""
+    body = json.dumps({"command": command, "service": [service]})
     return ("curl", "-sS", "-m", "3", "-H", "Content-Type: application/json", "-d", body,
             agent_url(lab, name))
 
 
-def _kea_state(lab: Lab, node: Node) -> Fact[str | None]:
-    pid = node.path(KEA_DAEMONS["kea-dhcp4"])
-    script = (f"{pid_alive(pid)} || {{ echo '{KEA_NOT_RUNNING}'; exit 0; }}; "
-              f"{shlex.join(kea_command(lab, node.name, 'status-get'))}")
+def _kea_state(lab: Lab, node: Node, v: int = 4) -> Fact[str | None]:
+    program = f"kea-dhcp{v}"
+    pid = node.path((KEA_DAEMONS | KEA_DHCP6_PID)[program])
+    script = (f"{pid_alive(pid)} || {{ echo '{program} is not running'; exit 0; }}; "
+              f"{shlex.join(kea_command(lab, node.name, 'status-get', f'dhcp{v}'))}")
     return Fact(node.name, ("sh", "-c", script), _ha_state)
 
 
+def failover6(lab: Lab, node: Node) -> Fact[str | None]:
+    """kea-dhcp6's HA state (dhcp.v6 stateful), as failover() reads kea-dhcp4's."""
+    return _kea_state(lab, node, 6)
+
+
 def _ha_state(r: Result) -> str | None:
-    if KEA_NOT_RUNNING in r.out:
-        return KEA_NOT_RUNNING
+    if m := re.match(r"(kea-dhcp[46] is not running)", r.out):
+        return m.group(1)
     try:
         answer = json.loads(r.out)[0]
         return answer["arguments"]["high-availability"][0]["ha-servers"]["local"]["state"]

@@ -174,6 +174,8 @@ def status(rt: Runtime) -> dict:
             wanted += [(name, "vips", tenant.vips(lab, node)), (name, "vrrp", tenant.vrrp(node))]
         elif spec.role == "dhcp":
             wanted.append((name, "failover", dhcp.failover(lab, node)))
+            if lab.dhcp.v6 == "stateful":
+                wanted.append((name, "failover6", dhcp.failover6(lab, node)))
         elif spec.role == "client":
             wanted += [(name, "addressing", f) for f in client.addressing_facts(lab, node)]
     found: dict[str, dict[str, list]] = {}
@@ -191,10 +193,14 @@ def status(rt: Runtime) -> dict:
             row |= {"vrrp": facts["vrrp"][0] or "unknown", "vips": facts["vips"][0]}
         if "failover" in facts:
             row["failover"] = facts["failover"][0] or "unknown"
+        if "failover6" in facts:
+            row["failover6"] = facts["failover6"][0] or "unknown"
         if "addressing" in facts:
             a = client.addressing_of(lab, facts["addressing"])
             row |= {"tenant": topology.node(name).tenant, "ipv4": a.ipv4, "gateway4": a.gateway4,
                     "slaac": a.slaac, "gateway6": a.gateway6}
+            if lab.dhcp.v6 == "stateful":
+                row["dhcp6"] = a.dhcp6
         nodes.append(row)
     held = {topology.node(n["node"]).tenant: n["vips"] for n in nodes if "vips" in n}
     split = checks.split_brain(lab, held) if len(held) == len(lab.tenants) else None
@@ -213,10 +219,12 @@ def status_rows(st: dict) -> tuple[str, list[str], list[tuple[str, ...]], list[s
         if "vrrp" in n:
             what = f"VRRP {n['vrrp']} {' '.join(n['vips'])}".strip()
         elif "failover" in n:
-            what = f"DHCP failover {n['failover']}"
+            what = (f"DHCP failover {n['failover']}"
+                    + (f", DHCPv6 {n['failover6']}" if "failover6" in n else ""))
         elif "ipv4" in n:
             what = (f"{n['ipv4'] or 'no lease'} via {n['gateway4'] or '-'}; "
-                    f"{n['slaac'] or 'no SLAAC'} via {n['gateway6'] or '-'}")
+                    f"{n['slaac'] or 'no SLAAC'} via {n['gateway6'] or '-'}"
+                    + (f"; DHCPv6 {n['dhcp6'] or 'no lease'}" if "dhcp6" in n else ""))
         else:
             what = ""
         rows.append((n["node"], n["kind"], services, what))

@@ -189,8 +189,10 @@ def _containers(c: graphviz.Graph, lab: model.Lab, name: str, live: dict[str, di
                style="rounded,dashed", fillcolor="white", labelloc="b", color="gray30", penwidth="1")
         row = live.get(d.name)
         failover = f"DHCP failover {row.get('failover')}" if row and "failover" in row else ""
+        r6 = lab.dhcp.range6 if lab.dhcp.v6 == "stateful" else None
+        ranges = (f"range {r.first}-{r.last}", *((f"DHCPv6 {r6.first}-{r6.last}",) if r6 else ()))
         k.node(d.name, _html(d.name, f"DHCP {d.role}, peer port {d.port}", f"{nic} {d.ipv4}",
-                             f"range {r.first}-{r.last}", live=(_services(row), failover)),
+                             *ranges, live=(_services(row), failover)),
                shape="component", style="filled", fillcolor="white")
         for client in t.clients:
             k.node(client, _client_label(lab, client, live.get(client)), style="filled", fillcolor="white")

@@ -98,6 +98,8 @@ def dirs(lab: Lab, deployment: Deployment, node: Node) -> tuple[str, ...]:
 
     fast = ("tenant-fast",) if deployment.prober and node.role == "tenant" else ()
     server = (f"dhcp-{lab.dhcp.server}",) if node.role == "dhcp" else ()
+    if node.role == "dhcp" and lab.dhcp.v6 == "stateful":
+        server += ("dhcp-kea6",)
     return ROLES[node.role].TEMPLATES + fast + server + (("light",) if deployment.light(node) else ())
 
 

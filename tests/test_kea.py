@@ -13,6 +13,7 @@ from lab import checks, model, render
 from lab.deployment import Deployment
 from lab.roles import dhcp
 from lab.roles.target import Target
+from lab.substrate.base import Service
 
 GOLDEN = Path(__file__).parent / "golden" / "kea"
 KEA = ["dhcp.server=kea", "containers.driver=netns"]
@@ -207,24 +208,14 @@ def test_the_drill_finds_an_address_bound_to_two_macs_and_unread_leases():
         "02:00:00:00:00:02 (blueDHCP)"]
 
 
-class WithoutKea(PathNode):
-    """An LXD container or VM of today's image and box: no kea-dhcp4; nothing may be placed."""
+def test_the_container_image_carries_kea_with_its_units_disabled():
+    """The LXD image (and the Vagrant box, which bakes the image in) runs a Kea server; no
+    container starts Kea on its own: the packages enable their units, the dhcp role does."""
+    from lab.containers import image
 
-    kind = "LXD container"
-
-    def run(self, argv, **kw):
-        assert argv == ["sh", "-c", "command -v kea-dhcp4"], argv
-        return result("", rc=1)
-
-
-def test_a_node_without_kea_is_refused_before_anything_is_placed():
-    from lab.substrate.base import CommandError
-
-    lab = model.load(sets=["dhcp.server=kea"])
-    spec = lab.node("blueDHCP")
-    t = Target(lab, spec, WithoutKea("blueDHCP"), render.render_node(lab, spec, Deployment.of(lab, "netns")))
-    with pytest.raises(CommandError, match="containers.driver netns"):
-        dhcp.apply(t)
+    assert {"kea-dhcp4-server", "kea-ctrl-agent", "isc-dhcp-server"} <= set(image.IMAGE_PACKAGES)
+    disable = [h for h in image._CUSTOMIZE_HOOKS if "systemctl disable" in h]
+    assert disable and all(u in disable[0] for u in ("kea-dhcp4-server.service", "kea-ctrl-agent.service"))
 
 
 def test_the_primarys_scope_by_address():
@@ -232,3 +223,142 @@ def test_the_primarys_scope_by_address():
     assert dhcp.primary_scope(lb, "192.0.2.50") and not dhcp.primary_scope(lb, "192.0.2.51")
     assert dhcp.primary_scope(hs, "192.0.2.90") and not dhcp.primary_scope(hs, None)
     assert not dhcp.primary_scope(model.load(), "192.0.2.10")  # dhcpd: never said
+
+
+def test_the_secondary_takes_over_through_its_agent_or_says_why_not():
+    lab = model.load(sets=KEA)
+    fact = dhcp.take_over(lab, PathNode("greenDHCP"))
+    assert fact.node == "greenDHCP" and fact.argv[-1] == "http://192.0.2.251:8000/"
+    assert json.loads(fact.argv[fact.argv.index("-d") + 1]) == {"command": "ha-maintenance-start",
+                                                                "service": ["dhcp4"]}
+    done = [{"result": 0, "text": "Server is now in the partner-in-maintenance state."}]
+    assert fact.parse(result(json.dumps(done))) is None
+    refused = [{"result": 1, "text": "Unable to transition the server from the partner-down to "
+                                     "partner-in-maintenance state."}]
+    assert fact.parse(result(json.dumps(refused))) == refused[0]["text"]
+    assert "Failed to connect" in fact.parse(result("curl: (7) Failed to connect", rc=7))
+
+
+class DrillAccess:
+    """What failover.dhcp reads and does, recorded: a Kea pair whose secondary answers
+    ha-maintenance-start with `refusal` and then is `state` (its HA state)."""
+
+    def __init__(self, lab, refusal=None, state="partner-down"):
+        self.lab, self.refusal, self.state, self.done = lab, refusal, state, []
+        self.addr: str | None = "192.0.2.10"
+
+    def lease_server(self, name):
+        return "192.0.2.250" if not self.done else "192.0.2.251"
+
+    def in_primary_scope(self, name):
+        return True
+
+    def dhcpd(self, server):
+        return Service("kea-dhcp4", ("kea-dhcp4",))
+
+    def node(self, name):
+        access = self
+
+        class Node:
+            def stop(self, svc):
+                access.done.append(f"stop {svc.name} on {name}")
+                access.addr = None
+
+            def start(self, svc):
+                access.done.append(f"start {svc.name} on {name}")
+
+        return Node()
+
+    def dhcp_take_over(self, server):
+        self.done.append(f"tell {server}")
+        return self.refusal
+
+    def dhcp_partner_down(self, server):
+        return self.state == "partner-down"
+
+    def new_lease(self, name):
+        self.done.append(f"new lease for {name}")
+        self.addr = "192.0.2.11"
+
+    def client_state(self, name):
+        return type("Addressing", (), {"ipv4": self.addr})()
+
+    def leases(self, server):
+        return {}
+
+    def dhcp_normal_state(self):
+        return "load-balancing"
+
+    def problems(self):
+        return []
+
+
+def test_the_kea_drill_tells_the_secondary_after_the_stop_and_before_the_client_asks():
+    from lab.drills.dhcp import _trial
+
+    access = DrillAccess(model.load(sets=KEA))
+    report = _trial(access, deadline=2, progress=lambda m: None)
+    assert access.done == ["stop kea-dhcp4 on blueDHCP", "tell greenDHCP", "new lease for blueC0",
+                           "start kea-dhcp4 on blueDHCP"]
+    assert report.ok and report.lease_s is not None, report.problems
+
+    refused = DrillAccess(model.load(sets=KEA), refusal="Unable to transition",
+                          state="partner-in-maintenance")
+    report = _trial(refused, deadline=2, progress=lambda m: None)
+    assert report.problems == ["greenDHCP did not take over: Unable to transition",
+                               "greenDHCP did not take blueDHCP for down (partner-down)"]
+
+    isc = DrillAccess(model.load(sets=["containers.driver=netns"]))
+    assert _trial(isc, deadline=2, progress=lambda m: None).ok
+    assert "tell greenDHCP" not in isc.done
+
+
+@pytest.mark.parametrize("sets, where, why", [
+    (["dhcp.v6=stateful", "containers.driver=netns"], "dhcp.v6", "set dhcp.server kea"),
+    (["dhcp.server=kea", "dhcp.v6=stateful"], "dhcp.v6", "light containers only"),
+    ([*KEA, "dhcp.v6=stateful", "dhcp.range6.first=2001:db8:8::1"], "dhcp.range6.first",
+     "not in shared_vlan.ipv6"),
+    ([*KEA, "dhcp.v6=stateful", "dhcp.range6.last=2001:db8:7::1000"], "dhcp.range6", "first must come"),
+])
+def test_stateful_dhcpv6_is_refused_in_words(sets, where, why):
+    with pytest.raises(model.LabError) as e:
+        model.load(sets=sets)
+    assert f"{where}: " in str(e.value) and why in str(e.value)
+
+
+def test_stateful_dhcpv6_runs_kea_dhcp6_and_dhclient_6():
+    from lab.roles import client
+
+    lab = model.load(sets=[*KEA, "dhcp.v6=stateful"])
+    assert dhcp.daemon_pids(lab)["kea-dhcp6"] == "/run/kea/kea-dhcp6.kea-dhcp6.pid"
+    assert "kea-dhcp6" not in dhcp.daemon_pids(model.load(sets=KEA))
+    assert lab.dhcp.pools6()[0][0] == lab.dhcp.range6.first
+    files = render.render(lab, "netns")
+    assert "/etc/kea/kea-dhcp6.conf" in files["blueDHCP"]
+    assert "/etc/kea/kea-dhcp6.conf" not in render.render(model.load(sets=KEA), "netns")["blueDHCP"]
+    fact = dhcp.failover6(lab, PathNode("blueDHCP"))
+    assert '"service": ["dhcp6"]' in fact.argv[2]
+    assert fact.parse(result("kea-dhcp6 is not running\n")) == "kea-dhcp6 is not running"
+    spec = lab.node("blueC0")
+    deployment = Deployment.of(lab, "netns")
+    t = Target(lab, spec, Light("blueC0", deployment.root(lab, spec)),
+               render.render_node(lab, spec, deployment), light=True)
+    assert [s.name for s in client.services(t)] == ["dhclient", "dhclient6"]
+    assert client.dhclient6(t).argv[:2] == ("dhclient", "-6")
+
+
+def test_a_clients_dhcpv6_lease_is_told_from_its_slaac_address():
+    from lab import facts
+    from lab.roles import client
+
+    shown = [{"ifname": "eth0", "address": "22:7a:32:2a:cb:ba", "addr_info": [
+        {"local": "2001:db8:7::1001", "prefixlen": 128},
+        {"local": "2001:db8:7:0:207a:32ff:fe2a:cbba", "prefixlen": 64}]}]
+    nic = client.nic(model.load(), PathNode("blueC0")).parse(result(json.dumps(shown)))
+    route6 = facts.Route(gateway="fe80:7::de", dev="eth0")
+    values = [nic, facts.Route(gateway=None, dev=None), route6]
+    a = client.addressing_of(model.load(sets=[*KEA, "dhcp.v6=stateful"]), values)
+    assert (a.slaac, a.dhcp6, a.gateway6) == ("2001:db8:7:0:207a:32ff:fe2a:cbba", "2001:db8:7::1001",
+                                              "fe80:7::de")
+    a = client.addressing_of(model.load(sets=KEA), values)  # slaac: no DHCPv6 lease is looked for
+    assert a.dhcp6 is None and a.slaac == "2001:db8:7::1001"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import re
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -113,6 +114,15 @@ def kea(lab: model.Lab, root: Path) -> None:
         assert "libdhcp_ha.so successfully closed" in out, out
         out = ok(run(["kea-ctrl-agent", "-t", str(conf / "kea-ctrl-agent.conf")]))
         assert "Configuration check successful" in out, out
+        if lab.dhcp.v6 == "stateful":
+            # a copy whose data-directory exists (the node's is made when the server starts)
+            text = (conf / "kea-dhcp6.conf").read_text()
+            data = re.search(r'"data-directory": "([^"]+)"', text).group(1)
+            (conf / "data").mkdir(exist_ok=True)
+            copy = conf / "kea-dhcp6.test.conf"
+            copy.write_text(text.replace(f'"{data}"', f'"{conf / "data"}"'))
+            out = ok(run(["kea-dhcp6", "-t", str(copy)]))
+            assert "libdhcp_ha.so successfully closed" in out, out
 
 
 def dhcp_servers(lab: model.Lab, root: Path) -> None:
@@ -181,13 +191,20 @@ def test_dhcpd(tree):
     dhcpd(model.load(), tree[1])
 
 
+@pytest.mark.parametrize("v6", ["slaac", "stateful"])
 @pytest.mark.parametrize("mode", ["load-balancing", "hot-standby"])
 @pytest.mark.parametrize("substrate", SUBSTRATES)
-def test_kea(substrate, mode, tmp_path):
-    """A Kea lab's servers, light containers in the embedded lab (their paths per node)."""
-    lab = model.load(sets=["dhcp.server=kea", f"dhcp.kea.mode={mode}", "containers.driver=netns"])
+def test_kea(substrate, mode, v6, tmp_path, netns):
+    """A Kea lab's servers, light containers in the embedded lab (their paths per node); with
+    dhcp.v6 stateful kea-dhcp6 too, and radvd's managed flag."""
+    lab = model.load(sets=["dhcp.server=kea", f"dhcp.kea.mode={mode}", f"dhcp.v6={v6}",
+                           "containers.driver=netns"])
     render_tree(lab, substrate, tmp_path)
     kea(lab, tmp_path)
+    radvd(lab, tmp_path, netns)
+    for vm in tenant_vms(lab):
+        managed = "AdvManagedFlag on;" in (tmp_path / vm / "etc/radvd.conf").read_text()
+        assert managed == (v6 == "stateful")
 
 
 def test_radvd(tree, netns):

@@ -77,6 +77,10 @@ def addressing(lab: Lab, node: NodeOf) -> Iterable[Check]:
         for c in t.clients:
             yield Check.on("addressing.lease", client.nic(lab, node(c)), lease_in(r.first, r.last, sv.ipv4),
                            f"a DHCP lease in {r.first}-{r.last} on {nic}", converged=True)
+            if (r6 := lab.dhcp.range6) and lab.dhcp.v6 == "stateful":
+                yield Check.on("addressing.lease6", client.nic(lab, node(c)),
+                               lease_in(r6.first, r6.last, sv.ipv6),
+                               f"a DHCPv6 lease in {r6.first}-{r6.last} on {nic}", converged=True)
             yield Check("addressing.dns", c, ("cat", "/etc/resolv.conf"),
                         nameserver(str(dns)), f"DNS {dns} from DHCP in /etc/resolv.conf")
         for c in lab.containers_of(name):
@@ -111,7 +115,8 @@ def nameserver(want: str) -> Predicate:
 def lease_in(first, last_, net) -> Callable[[Nic], str | None]:
     def holds(found: Nic) -> str | None:
         ok = [a for a in found.ips(net) if first <= ipaddress.ip_address(a) <= last_]
-        return None if ok else f"addresses {[str(a.ip) for a in found.addresses if a.version == 4] or 'none'}"
+        have = [str(a.ip) for a in found.addresses if a.version == net.version]
+        return None if ok else f"addresses {have or 'none'}"
     return holds
 
 
@@ -155,10 +160,14 @@ def gateway(lab: Lab, node: NodeOf) -> Iterable[Check]:
     for t in lab.tenants.values():
         server = node(t.dhcp_server.name)
         daemons, normal = list(dhcp.daemon_pids(lab)), dhcp.normal(lab)
-        runs = f"{daemons[0]} runs" if len(daemons) == 1 else f"{' and '.join(daemons)} run"
+        runs = (f"{daemons[0]} runs" if len(daemons) == 1
+                else f"{', '.join(daemons[:-1])} and {daemons[-1]} run")
         yield Check.on("gateway.daemons", dhcp.daemons(lab, server), none_dead, runs, converged=True)
         yield Check.on("gateway.dhcp-failover", dhcp.failover(lab, server), equals(normal),
                        f"{daemons[0]} ({t.dhcp_server.role}) in failover state {normal}", converged=True)
+        if lab.dhcp.v6 == "stateful":
+            yield Check.on("gateway.dhcp6-failover", dhcp.failover6(lab, server), equals(normal),
+                           f"kea-dhcp6 ({t.dhcp_server.role}) in HA state {normal}", converged=True)
 
 
 def split_brain(lab: Lab, holders: dict[str, list[str]]) -> str | None:

@@ -24,6 +24,8 @@ IMAGE_PACKAGES = (
     "dbus",  # hostnamectl, systemctl's bus: a systemd container without it is half-usable
     "ifupdown",
     "isc-dhcp-server",
+    "kea-dhcp4-server",  # dhcp.server kea (its HA and lease_cmds hooks come with kea-common)
+    "kea-ctrl-agent",
     "isc-dhcp-client",
     "iproute2",
     "iputils-ping",
@@ -57,6 +59,9 @@ _CUSTOMIZE_HOOKS = (
     # dhcpd has no config until the lab writes one; enabled, it fails every boot ("degraded").
     # (bookworm's dhcpd is a SysV script; `systemctl enable --now` still works on it.)
     'chroot "$1" update-rc.d isc-dhcp-server disable',
+    # Kea's packages enable their units: every container (clients too) would run kea-dhcp4 on
+    # Debian's sample config and kea-ctrl-agent on 127.0.0.1:8000. The dhcp role enables them.
+    'chroot "$1" systemctl disable kea-dhcp4-server.service kea-ctrl-agent.service',
     # Fails in an unprivileged container and marks the system degraded.
     'ln -sf /dev/null "$1/etc/systemd/system/systemd-journald-audit.socket"',
     'rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*.bin "$1"/usr/share/doc/*'

@@ -98,6 +98,16 @@ class LabAccess:
         found = read(self.node, [dhcp.failover(self.lab, self.node(n)) for n in names])
         return dict(zip(names, found, strict=True))
 
+    def dhcp_take_over(self, server: str) -> str | None:
+        """Kea: tell the server that its partner was stopped, so that it serves every client
+        at once (ha-maintenance-start); None when done, else Kea's answer."""
+        return read(self.node, [dhcp.take_over(self.lab, self.node(server))])[0]
+
+    def dhcp_partner_down(self, server: str) -> bool:
+        """Kea: the server took its partner for down (then a partner that starts again syncs
+        and both go back to normal)."""
+        return self.dhcp_states()[server] == dhcp.PARTNER_DOWN
+
     def dhcp_bindings(self) -> dict[str, dict[str, str]]:
         """DHCP server -> its active leases, address: MAC (both read at once; unread: none)."""
         names = [s.name for s in self.lab.dhcp_servers().values()]

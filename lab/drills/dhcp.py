@@ -1,7 +1,8 @@
-"""The DHCP failover drill: stop the primary DHCP server (dhcpd or kea-dhcp4); a client the
-primary served gets a new lease from the secondary (timed); start the primary again; both back
-to their normal failover state (timed); no address bound to two MACs in the servers' leases
-read along the way."""
+"""The DHCP failover drill: stop the primary DHCP server (dhcpd or kea-dhcp4) the way its pair is
+meant to be taken apart (dhcpd's stop tells its partner; Kea's secondary is told by whoever
+stops the primary); a client the primary served gets a new lease from the secondary (timed);
+start the primary again; both back to their normal failover state (timed); no address bound to
+two MACs in the servers' leases read along the way."""
 
 from __future__ import annotations
 
@@ -59,8 +60,13 @@ def _trial(access: LabAccess, deadline: float, progress: Callable[[str], None]) 
              else "no client was served by the primary")
     mark(f"{client} holds a lease from {served[client]} ({whose})", client)
     dhcpd = access.dhcpd(primary.name)
+    kea = lab.dhcp.server == "kea"
     mark(f"stop {dhcpd.name} on {primary.name} (primary)", primary.name)
     access.node(primary.name).stop(dhcpd)
+    if kea:  # dhcpd's stop tells its partner; Kea's partner is told by the one who stops it
+        mark(f"{secondary.name} is told: ha-maintenance-start", secondary.name)
+        if refused := access.dhcp_take_over(secondary.name):
+            problems.append(f"{secondary.name} did not take over: {refused}")
     asked = mark(f"{client} drops its lease and asks for a new one", client)
     access.new_lease(client)
     if _leased(access, client, deadline):
@@ -75,6 +81,8 @@ def _trial(access: LabAccess, deadline: float, progress: Callable[[str], None]) 
     else:
         problems.append(f"{client} got no lease within {deadline:.0f} s with the primary stopped")
     views = {f"{secondary.name} (primary stopped)": access.leases(secondary.name)}
+    if kea and not access.dhcp_partner_down(secondary.name):
+        problems.append(f"{secondary.name} did not take {primary.name} for down (partner-down)")
     started = mark(f"start {dhcpd.name} on {primary.name}", primary.name)
     access.node(primary.name).start(dhcpd)
     normal = access.dhcp_normal_state()

@@ -149,6 +149,8 @@ def _check_dhcp(lab: Lab) -> Iterator[Problem]:
         yield Problem("dhcp.default_lease_time", "is longer than max_lease_time")
     if lab.dhcp.server == "kea":
         yield from _check_kea(lab)
+    if lab.dhcp.v6 == "stateful":
+        yield from _check_stateful(lab)
 
 
 def _check_kea(lab: Lab) -> Iterator[Problem]:
@@ -165,6 +167,26 @@ def _check_kea(lab: Lab) -> Iterator[Problem]:
         if d.range.first >= d.range.last:
             yield Problem("dhcp.range", "load balancing gives each Kea server half of the range: "
                                         "it needs at least two addresses")
+
+
+def _check_stateful(lab: Lab) -> Iterator[Problem]:
+    d = lab.dhcp
+    if d.server != "kea":
+        yield Problem("dhcp.v6", "stateful DHCPv6 is served by kea-dhcp6: set dhcp.server kea "
+                                 "(ISC dhcpd's failover is IPv4 only)")
+    if lab.containers.driver != "netns":
+        yield Problem("dhcp.v6", "stateful DHCPv6 runs with light containers only (containers.driver "
+                                 "netns): the LXD image does not carry kea-dhcp6 yet")
+    r, net = d.range6, lab.shared_vlan.ipv6
+    if r is None:
+        yield Problem("dhcp.range6", "stateful DHCPv6 needs a range6 {first, last} in "
+                                     f"shared_vlan.ipv6 ({net})")
+        return
+    for end in ("first", "last"):
+        if getattr(r, end) not in net:
+            yield Problem(f"dhcp.range6.{end}", f"{getattr(r, end)} is not in shared_vlan.ipv6 ({net})")
+    if r.first > r.last or (d.kea.mode == "load-balancing" and r.first == r.last):
+        yield Problem("dhcp.range6", "first must come before last (load balancing halves the range)")
 
 
 def _check_unique(lab: Lab) -> Iterator[Problem]:

@@ -357,6 +357,11 @@ class DhcpRange(Model):
     last: IPv4Addr
 
 
+class Dhcp6Range(Model):
+    first: IPv6Addr
+    last: IPv6Addr
+
+
 Millis = Annotated[StrictInt, Field(ge=100, le=3_600_000)]  # Kea's HA timers: ms, an hour at most
 
 
@@ -387,11 +392,22 @@ class Dhcp(Model):
     load_balance_max_seconds: Annotated[StrictInt, Field(ge=1, le=255)]  # dhcpd: secs, a byte
     ping_check: StrictBool = True  # dhcpd's default (the seed's): ping an address before offering it
     kea: KeaHa = KeaHa()
+    # IPv6 addresses: SLAAC from radvd's prefix (the seed's), or also leased by kea-dhcp6 HA from
+    # range6, with radvd's managed flag (stateful: dhcp.server kea)
+    v6: Literal["slaac", "stateful"] = "slaac"
+    range6: Dhcp6Range | None = None
 
     def pools(self) -> list[tuple[IPv4Address, IPv4Address]]:
         """The range as Kea's pools: load balancing gives each server a half (its own scope; the
         primary's first), hot standby one pool for both."""
-        r = self.range
+        return self._halves(self.range)
+
+    def pools6(self) -> list[tuple[IPv6Address, IPv6Address]]:
+        """range6 as kea-dhcp6's pools, halved as pools() halves the IPv4 range."""
+        assert self.range6 is not None
+        return self._halves(self.range6)
+
+    def _halves(self, r: DhcpRange | Dhcp6Range) -> list:
         if self.kea.mode == "hot-standby":
             return [(r.first, r.last)]
         mid = r.first + (int(r.last) - int(r.first)) // 2

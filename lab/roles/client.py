@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 
@@ -25,12 +26,28 @@ def dhclient(t: Target) -> Service:
                                 nic))
 
 
+def dhclient6(t: Target) -> Service:
+    """Light containers, dhcp.v6 stateful: dhclient -6 as dhclient (its own pid and lease
+    files)."""
+    p, nic = t.path, t.lab.containers.nic
+    return Service("dhclient6", ("dhclient", "-6", "-d", "-cf", "/dev/null", "-sf", p(SCRIPT),
+                                 "-pf", p("/run/dhclient6.pid"),
+                                 "-lf", p("/var/lib/dhcp/dhclient6.leases"), nic))
+
+
+# dhclient -6 binds to the NIC's link-local address and exits if it is still tentative (DAD)
+LINK_LOCAL_READY = ('for i in $(seq 50); do ip -6 addr show dev "$1" scope link | grep -q inet6 && '
+                    '! ip -6 addr show dev "$1" tentative | grep -q inet6 && exit 0; sleep 0.1; done; exit 1')
+
+
 def services(t: Target) -> list[Service]:
+    stateful = t.lab.dhcp.v6 == "stateful"
     if t.light:
-        return [dhclient(t)]
+        return [dhclient(t)] + ([dhclient6(t)] if stateful else [])
     # the container's own ifupdown runs dhclient: no unit to start, but a pid file and a log
     nic = t.lab.containers.nic
-    return [Service("dhclient", ("dhclient",), pidfiles=(f"/run/dhclient.{nic}.pid",))]
+    return [Service("dhclient", ("dhclient",), pidfiles=(f"/run/dhclient.{nic}.pid",))] + (
+        [Service("dhclient6", ("dhclient",), pidfiles=(f"/run/dhclient6.{nic}.pid",))] if stateful else [])
 
 
 def apply(t: Target) -> None:
@@ -40,6 +57,9 @@ def apply(t: Target) -> None:
         t.node.run(["ip", "link", "set", "dev", t.lab.containers.nic, "up"])
         t.node.run(["mkdir", "-p", t.path("/var/lib/dhcp")])  # dhclient's lease file
         service(t, dhclient(t), SCRIPT in changed)
+        if t.lab.dhcp.v6 == "stateful":
+            t.node.run(["sh", "-c", LINK_LOCAL_READY, "ready", t.lab.containers.nic])
+            service(t, dhclient6(t), SCRIPT in changed)
     else:
         ifupdown(t)  # the container's own ifupdown runs its own dhclient
 
@@ -82,6 +102,7 @@ class Addressing:
     route6: facts.Route
     ipv4: str | None
     slaac: str | None
+    dhcp6: str | None = None  # dhcp.v6 stateful: its DHCPv6 lease (range6)
 
     @property
     def gateway4(self) -> str | None:
@@ -108,7 +129,11 @@ def addressing_facts(lab: Lab, node: Node) -> list[facts.Fact]:
 def addressing_of(lab: Lab, values: list) -> Addressing:
     found, r4, r6 = values
     v4, v6 = found.ips(lab.shared_vlan.ipv4), found.ips(lab.shared_vlan.ipv6)
-    return Addressing(found, r4, r6, v4[0] if v4 else None, v6[0] if v6 else None)
+    range6 = lab.dhcp.range6 if lab.dhcp.v6 == "stateful" else None
+    leased = [a for a in v6 if range6 and range6.first <= ipaddress.ip_address(a) <= range6.last]
+    slaac = [a for a in v6 if a not in leased]
+    return Addressing(found, r4, r6, v4[0] if v4 else None, slaac[0] if slaac else None,
+                      leased[0] if leased else None)
 
 
 def addressing(lab: Lab, node: Node) -> Addressing:

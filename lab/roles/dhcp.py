@@ -13,7 +13,7 @@ from lab.facts import Fact, dead
 from lab.model import Lab
 from lab.roles.common import ifupdown, place, service
 from lab.roles.target import Target
-from lab.substrate.base import CommandError, Node, Result, Service
+from lab.substrate.base import Node, Result, Service
 from lab.substrate.systemd import pid_alive
 
 DHCPD = "/etc/dhcp/dhcpd.conf"
@@ -24,6 +24,7 @@ DAEMONS = {"dhcpd": "/run/dhcpd.pid"}
 
 # Kea: Debian's paths, which its units use (as user _kea); the namespaces get them per node.
 KEA_DHCP4 = "/etc/kea/kea-dhcp4.conf"
+KEA_DHCP6 = "/etc/kea/kea-dhcp6.conf"  # dhcp.v6 stateful (files/dhcp-kea6/)
 KEA_AGENT = "/etc/kea/kea-ctrl-agent.conf"
 KEA_LEASES = "/var/lib/kea/kea-leases4.csv"
 KEA_RUN = "/run/kea"  # pid files (KEA_PIDFILE_DIR) and kea-dhcp4's control socket
@@ -31,15 +32,14 @@ KEA_LOCKS = "/run/lock/kea"  # the loggers' lock files (KEA_LOCKFILE_DIR)
 # Kea names a pid file <config file's base name>.<program>.pid
 KEA_DAEMONS = {"kea-dhcp4": f"{KEA_RUN}/kea-dhcp4.kea-dhcp4.pid",
                "kea-ctrl-agent": f"{KEA_RUN}/kea-ctrl-agent.kea-ctrl-agent.pid"}
-
-
-NO_KEA = ("Kea is not installed here: the lab's LXD image and Vagrant box carry ISC DHCP only "
-          "(for now); run dhcp.server kea with light containers (containers.driver netns)")
+KEA_DHCP6_PID = {"kea-dhcp6": f"{KEA_RUN}/kea-dhcp6.kea-dhcp6.pid"}
 
 
 def daemon_pids(lab: Lab) -> dict[str, str]:
     """The DHCP servers' daemons (name: pid file) for the lab's kind of server."""
-    return KEA_DAEMONS if lab.dhcp.server == "kea" else DAEMONS
+    if lab.dhcp.server != "kea":
+        return DAEMONS
+    return KEA_DAEMONS | (KEA_DHCP6_PID if lab.dhcp.v6 == "stateful" else {})
 
 
 def interfaces_v4(defaults: str) -> list[str]:
@@ -61,12 +61,17 @@ def dhcpd(t: Target) -> Service:
 
 def _kea(t: Target, program: str, config: str, unit: str) -> Service:
     p = t.path
-    return Service(program, (program, "-c", p(config)), unit=unit, pidfiles=(p(KEA_DAEMONS[program]),),
+    return Service(program, (program, "-c", p(config)), unit=unit,
+                   pidfiles=(p((KEA_DAEMONS | KEA_DHCP6_PID)[program]),),
                    env=(("KEA_PIDFILE_DIR", p(KEA_RUN)), ("KEA_LOCKFILE_DIR", p(KEA_LOCKS))))
 
 
 def kea_dhcp4(t: Target) -> Service:
     return _kea(t, "kea-dhcp4", KEA_DHCP4, "kea-dhcp4-server")
+
+
+def kea_dhcp6(t: Target) -> Service:
+    return _kea(t, "kea-dhcp6", KEA_DHCP6, "kea-dhcp6-server")
 
 
 def kea_agent(t: Target) -> Service:
@@ -79,19 +84,21 @@ def server(t: Target) -> Service:
 
 
 def services(t: Target) -> list[Service]:
-    return [kea_dhcp4(t), kea_agent(t)] if t.lab.dhcp.server == "kea" else [dhcpd(t)]
+    if t.lab.dhcp.server != "kea":
+        return [dhcpd(t)]
+    return [kea_dhcp4(t), kea_agent(t)] + ([kea_dhcp6(t)] if t.lab.dhcp.v6 == "stateful" else [])
 
 
 def apply(t: Target) -> None:
     kea = t.lab.dhcp.server == "kea"
-    if kea and not t.light and not t.node.run(["sh", "-c", "command -v kea-dhcp4"], check=False).ok:
-        raise CommandError(t.node.name, Result(("kea-dhcp4",), 127, "", NO_KEA))
     changed = place(t)
     ifupdown(t)
     if kea:
         if t.light:  # the units make these on systemd nodes (owned by _kea)
             t.node.run(["mkdir", "-p", *(t.path(d) for d in (KEA_RUN, KEA_LOCKS, "/var/lib/kea"))])
         service(t, kea_dhcp4(t), KEA_DHCP4 in changed)
+        if t.lab.dhcp.v6 == "stateful":
+            service(t, kea_dhcp6(t), KEA_DHCP6 in changed)
         service(t, kea_agent(t), KEA_AGENT in changed)
         return
     if t.node.read(LEASES) is None:
@@ -148,28 +155,56 @@ def agent_url(lab: Lab, name: str) -> str:
     return f"http://{s.ipv4.ip}:{lab.dhcp.kea.port}/"
 
 
-def kea_command(lab: Lab, name: str, command: str) -> tuple[str, ...]:
-    """curl posting a command for kea-dhcp4 to the server's agent (its answer: a JSON list)."""
-    body = json.dumps({"command": command, "service": ["dhcp4"]})
+def kea_command(lab: Lab, name: str, command: str, service: str = "dhcp4") -> tuple[str, ...]:
+    """curl posting a command for kea-dhcp4 (or kea-dhcp6) to the server's agent (its answer:
+    a JSON list)."""
+    body = json.dumps({"command": command, "service": [service]})
     return ("curl", "-sS", "-m", "3", "-H", "Content-Type: application/json", "-d", body,
             agent_url(lab, name))
 
 
-def _kea_state(lab: Lab, node: Node) -> Fact[str | None]:
-    pid = node.path(KEA_DAEMONS["kea-dhcp4"])
-    script = (f"{pid_alive(pid)} || {{ echo '{KEA_NOT_RUNNING}'; exit 0; }}; "
-              f"{shlex.join(kea_command(lab, node.name, 'status-get'))}")
+def _kea_state(lab: Lab, node: Node, v: int = 4) -> Fact[str | None]:
+    program = f"kea-dhcp{v}"
+    pid = node.path((KEA_DAEMONS | KEA_DHCP6_PID)[program])
+    script = (f"{pid_alive(pid)} || {{ echo '{program} is not running'; exit 0; }}; "
+              f"{shlex.join(kea_command(lab, node.name, 'status-get', f'dhcp{v}'))}")
     return Fact(node.name, ("sh", "-c", script), _ha_state)
 
 
+def failover6(lab: Lab, node: Node) -> Fact[str | None]:
+    """kea-dhcp6's HA state (dhcp.v6 stateful), as failover() reads kea-dhcp4's."""
+    return _kea_state(lab, node, 6)
+
+
 def _ha_state(r: Result) -> str | None:
-    if KEA_NOT_RUNNING in r.out:
-        return KEA_NOT_RUNNING
+    if m := re.match(r"(kea-dhcp[46] is not running)", r.out):
+        return m.group(1)
     try:
         answer = json.loads(r.out)[0]
         return answer["arguments"]["high-availability"][0]["ha-servers"]["local"]["state"]
     except (ValueError, LookupError, TypeError):
         return None
+
+
+PARTNER_DOWN = "partner-down"
+
+
+def take_over(lab: Lab, node: Node) -> Fact[str | None]:
+    """Tell a Kea server that its partner was stopped: ha-maintenance-start, sent to a server
+    whose partner's kea-dhcp4 does not answer, puts it in partner-down at once, serving every
+    client (Kea's docs: upgrading from older HA versions). Kea 2.2 tells its partner nothing
+    when it stops, unlike dhcpd (shut-down: its partner goes partner-down); left to find out,
+    the partner waits for a heartbeat to fail (about once a second) and meanwhile drops the
+    replies whose lease update fails. None when done, else why not (Kea's answer)."""
+    return Fact(node.name, kea_command(lab, node.name, "ha-maintenance-start"), _took_over)
+
+
+def _took_over(r: Result) -> str | None:
+    try:
+        answer = json.loads(r.out)[0]
+    except (ValueError, LookupError, TypeError):
+        return f"no answer from the control agent: {(r.out + r.err).strip() or f'exit {r.rc}'}"
+    return None if answer.get("result") == 0 else str(answer.get("text", answer))
 
 
 def leases(lab: Lab, node: Node) -> Fact[dict[str, str] | None]:

@@ -18,6 +18,7 @@ from lab.substrate.systemd import pid_alive
 
 DHCPD = "/etc/dhcp/dhcpd.conf"
 DEFAULTS = "/etc/default/isc-dhcp-server"
+UNIT = "/etc/systemd/system/isc-dhcp-server.service"  # systemd nodes: dhcpd without Debian's script
 LEASES = "/var/lib/dhcp/dhcpd.leases"  # dhcpd records its failover state here too
 TEMPLATES = ("dhcp",)  # and files/dhcp-isc/ or files/dhcp-kea/ (lab/render.py)
 DAEMONS = {"dhcpd": "/run/dhcpd.pid"}
@@ -96,7 +97,9 @@ def apply(t: Target) -> None:
         return
     if t.node.read(LEASES) is None:
         t.node.put(LEASES, "")
-    service(t, dhcpd(t), bool(changed & {DHCPD, DEFAULTS}))
+    if UNIT in changed and not t.light:
+        t.node.run(["systemctl", "daemon-reload"])  # systemd reads the new unit then
+    service(t, dhcpd(t), bool(changed & {DHCPD, DEFAULTS, *(() if t.light else (UNIT,))}))
 
 
 # -- facts ------------------------------------------------------------------------------------------

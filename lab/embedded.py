@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import yaml
@@ -75,6 +77,7 @@ class EmbeddedLab:
         self.net = NetnsLab(lab, self.deployment)
         self.topology = Topology(lab)
         self._lxd: dict[str, TenantLxd] = {}
+        self._preparing: dict[str, Future[None]] = {}  # tenant: its LXD being made in the background
 
     @property
     def driver(self) -> str:
@@ -103,8 +106,19 @@ class EmbeddedLab:
 
     # -- the lifecycle's steps ----------------------------------------------------------------
 
-    def lock(self) -> contextlib.AbstractContextManager[None]:
-        return self.net.lock()
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        with self.net.lock():
+            try:
+                yield
+            except KeyboardInterrupt:  # Ctrl-C waits for nothing; `invoke down` removes it all
+                self._preparing.clear()
+                raise
+            finally:  # background work started under the lock ends under it (a failed up's too)
+                for future in self._preparing.values():
+                    with contextlib.suppress(Exception):  # the up's own error is the one to say
+                        future.result()
+                self._preparing.clear()
 
     def up(self, report: Reporter | None = None, timeout: float | None = None) -> float:
         """Build, provision and wait until converged; returns the seconds it took."""
@@ -116,7 +130,7 @@ class EmbeddedLab:
         if self.exists() and running not in (None, self.driver):
             raise RuntimeError(f"lab {self.lab.name!r} runs with {running} containers: "
                                "`invoke down` first to change the driver")
-        self.net.create(light_containers=self.driver == "netns")
+        self.net.create(light_containers=self.driver == "netns", made=lambda: self._prepare_lxd(progress))
         for name in self.net.prune(light_containers=self.driver == "netns"):
             progress(f"{name}: removed (no longer in the lab description)")
         (self.net.state / DRIVER).write_text(self.driver + "\n")
@@ -127,8 +141,18 @@ class EmbeddedLab:
         self._resolvers()
         progress("the lab's Internet")
         internet.provision(self.node(INTERNET), self.lab)
-        if self.driver == "lxd":
-            progress("LXD in " + " and ".join(t.vm for t in self.lab.tenants.values()))
+
+    def _prepare_lxd(self, progress: Progress) -> None:
+        """Each tenant's LXD daemon, image and containers made, in the background from now on
+        (the namespaces exist): it needs no wire, and its ~5 s overlap the plumbing, the
+        router and the VMs' daemons. containers() waits for it; the lock for all of it."""
+        if self.driver != "lxd":
+            return
+        progress("LXD in " + " and ".join(t.vm for t in self.lab.tenants.values()) + " (in the background)")
+        pool = ThreadPoolExecutor(max_workers=len(self.lab.tenants), thread_name_prefix="lxd")
+        for tenant in self.lab.tenants:
+            self._preparing[tenant] = pool.submit(self.lxd(tenant).prepare, progress)
+        pool.shutdown(wait=False)
 
     def target(self, spec: model.Node, files: dict[str, File]) -> Target:
         return Target(self.lab, spec, self.node(spec.name), files,
@@ -137,6 +161,8 @@ class EmbeddedLab:
 
     def containers(self, tenant: str, progress: Progress) -> None:
         if self.driver == "lxd":
+            if tenant in self._preparing:
+                self._preparing.pop(tenant).result()  # its error, if it failed
             self.lxd(tenant).up(progress=progress)
         else:
             parallel(self._light_container, self.lab.containers_of(tenant))

@@ -67,10 +67,16 @@ def converge(rt: Runtime, report: Reporter | None = None, timeout: float | None 
             files = rendered[0]
 
             router_done = threading.Event()
+            # A DHCP server has started (or failed to): its failover partner may start now
+            servers = [t.dhcp_server for t in lab.tenants.values()]
+            dhcp_started = {s.name: threading.Event() for s in servers}
+            primary = next(s.name for s in servers if s.role == "primary")
 
             def apply(spec: model.Node) -> None:
                 target = rt.target(spec, files[spec.name])
                 target.upstream_ready = router_done.wait
+                if spec.role == "dhcp" and spec.name != primary:
+                    target.partner_ready = dhcp_started[primary].wait
                 actions = roles.apply(target)
                 note(f"{spec.name}: {', '.join(actions) if actions else 'unchanged'}")
 
@@ -82,9 +88,12 @@ def converge(rt: Runtime, report: Reporter | None = None, timeout: float | None 
 
             def tenant(name: str) -> None:
                 t_ = lab.tenants[name]
-                apply(lab.node(t_.vm))  # its shared VLAN's bridge exists before containers join it
-                rt.containers(name, lambda m: note(f"  {m}"))
-                apply(lab.node(t_.dhcp_server.name))
+                try:
+                    apply(lab.node(t_.vm))  # its shared VLAN's bridge exists before containers join it
+                    rt.containers(name, lambda m: note(f"  {m}"))
+                    apply(lab.node(t_.dhcp_server.name))
+                finally:  # failed too: its partner waits for it no longer
+                    dhcp_started[t_.dhcp_server.name].set()
 
             stage("nodes", "the router | each tenant: its VM, its containers, its DHCP server")
             parallel(lambda job: job(), [router, *(lambda n=n: tenant(n) for n in lab.tenants)])

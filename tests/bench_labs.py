@@ -1,9 +1,9 @@
 """Benchmark of a classroom: N embedded labs side by side, brought up one after another.
 
-    .venv/bin/python tests/bench_labs.py [--labs 10] [--driver netns|lxd] [--json FILE]
+    .venv/bin/python tests/bench_labs.py [--labs 10] [--driver netns|lxd] [--prefix NAME] [--json FILE]
 
-Each lab (`vxroom0`, `vxroom1`, ...: others' labs are left alone) is brought up with `invoke up`
-as a student would type it, then checked with `invoke test.connectivity`; then, while lab 0
+Each lab (`vxroom0`, `vxroom1`, ..., or --prefix's: others' labs are left alone) is brought up
+with `invoke up` as a student would type it, then checked with `invoke test.connectivity`; then, while lab 0
 runs an uplink drill (`invoke failover.green --mode uplink`), every container of lab 1 pings
 the lab's Internet every 50 ms and the probes it lost are counted; then every lab is taken
 down. Prints each lab's up time and the memory of all labs together (RSS of their processes,
@@ -47,6 +47,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--labs", type=int, default=10)
     ap.add_argument("--driver", choices=["netns", "lxd"], default="netns")
+    ap.add_argument("--prefix", default="vxroom", help="the labs' names: PREFIX0, PREFIX1, ...")
     ap.add_argument("--json", help="also write the figures to this file")
     args = ap.parse_args()
     figures: dict = {"driver": args.driver, "labs": args.labs, "up_s": [], "checks_ok": []}
@@ -54,8 +55,8 @@ def main() -> None:
         files = []
         for i in range(args.labs):
             data = yaml.safe_load(model.DEFAULT_LAB.read_text())
-            data["name"], data["containers"]["driver"] = f"vxroom{i}", args.driver
-            f = Path(tmp) / f"vxroom{i}.yaml"
+            data["name"], data["containers"]["driver"] = f"{args.prefix}{i}", args.driver
+            f = Path(tmp) / f"{args.prefix}{i}.yaml"
             f.write_text(yaml.safe_dump(data, sort_keys=False))
             files.append(f)
         print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
@@ -68,12 +69,13 @@ def main() -> None:
                 figures["up_s"].append(round(took, 1))
                 rc_checks, checks, _ = invoke("test.connectivity", "--lab", str(f))
                 figures["checks_ok"].append(rc == 0 and rc_checks == 0)
-                print(f"  vxroom{i}: up {took:.1f} s (rc {rc}), test.connectivity rc {rc_checks}", flush=True)
+                print(f"  {args.prefix}{i}: up {took:.1f} s (rc {rc}), test.connectivity rc {rc_checks}",
+                      flush=True)
                 if rc or rc_checks:
                     print("\n".join((out + checks).splitlines()[-10:]), flush=True)
             figures["memory_mib"] = round(sum(memory_mib(lab) for lab in labs))
             if len(labs) > 1:
-                figures["lost_in_b"] = drill_beside(labs[1], files[0])
+                figures["lost_in_b"] = drill_beside(labs[1], files[0], args.prefix)
         finally:
             t = time.monotonic()
             for lab in labs:
@@ -87,12 +89,13 @@ def main() -> None:
           f"{sum(figures['checks_ok'])} of {args.labs} converged and passed test.connectivity")
     print(f"memory of all labs: {figures.get('memory_mib', '-')} MiB; down of all: {figures['down_all_s']} s")
     if "lost_in_b" in figures:
-        print(f"probes lost in vxroom1 while vxroom0 ran an uplink drill: {figures['lost_in_b']}")
+        print(f"probes lost in {args.prefix}1 while {args.prefix}0 ran an uplink drill: "
+              f"{figures['lost_in_b']}")
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2))
 
 
-def drill_beside(b: EmbeddedLab, a_file: Path) -> dict[str, int]:
+def drill_beside(b: EmbeddedLab, a_file: Path, prefix: str = "vxroom") -> dict[str, int]:
     """Lab A's uplink drill, with every container of lab B pinging B's Internet meanwhile:
     the probes each lost (container IPv4/IPv6 -> lost)."""
     res, interval = b.lab.internet.resolver, 0.05
@@ -103,7 +106,7 @@ def drill_beside(b: EmbeddedLab, a_file: Path) -> dict[str, int]:
         p.start()
     try:
         rc, out, took = invoke("failover.green", "--mode", "uplink", "--lab", str(a_file))
-        print(f"  vxroom0's uplink drill: rc {rc}, {took:.0f} s", flush=True)
+        print(f"  {prefix}0's uplink drill: rc {rc}, {took:.0f} s", flush=True)
     finally:
         for p in probes.values():
             p.stop()

@@ -26,7 +26,8 @@ def test_isc_stays_the_default_and_kea_changes_the_dhcp_servers_files_only():
     for node, files in before.items():
         if node in ("blueDHCP", "greenDHCP"):
             assert set(files) == {"/etc/network/interfaces", "/etc/dhcp/dhcpd.conf",
-                                  "/etc/default/isc-dhcp-server"}
+                                  "/etc/default/isc-dhcp-server",
+                                  "/etc/systemd/system/isc-dhcp-server.service"}
             assert set(after[node]) == {"/etc/network/interfaces", "/etc/kea/kea-dhcp4.conf",
                                         "/etc/kea/kea-ctrl-agent.conf"}
             assert after[node]["/etc/network/interfaces"] == files["/etc/network/interfaces"]

@@ -118,6 +118,46 @@ def test_a_router_that_fails_releases_the_tenants(stubbed, monkeypatch):
         lifecycle.converge(rt)  # and does not hang
 
 
+def test_the_secondary_dhcp_server_starts_after_the_primary(stubbed, monkeypatch):
+    """dhcpd tries its partner once as it starts, then only 5 s later: the pair starting at
+    the same moment both missed, and both stayed in `recover` 5 s (1 up in 6)."""
+    lab = model.load()
+    rt = FakeRuntime(lab)
+    servers = {t.dhcp_server.role: t.dhcp_server.name for t in lab.tenants.values()}
+
+    def apply(target):
+        if target.spec.name == servers["primary"]:
+            time.sleep(0.2)  # a primary slower than its partner
+            rt.record("primary started")
+        elif target.spec.name == servers["secondary"]:
+            target.partner_ready()  # where the dhcp role starts a secondary's dhcpd
+            rt.record("secondary started")
+        return []
+
+    monkeypatch.setattr(lifecycle.roles, "apply", apply)
+    lifecycle.converge(rt)
+    assert rt.calls.index("primary started") < rt.calls.index("secondary started")
+
+
+def test_a_primary_that_fails_releases_the_secondary(stubbed, monkeypatch):
+    lab = model.load()
+    rt = FakeRuntime(lab)
+    primary = next(t.dhcp_server.name for t in lab.tenants.values() if t.dhcp_server.role == "primary")
+
+    def containers(tenant, progress):
+        if lab.tenants[tenant].dhcp_server.name == primary:
+            raise RuntimeError("LXD refused")
+
+    def apply(target):
+        target.partner_ready()
+        return []
+
+    rt.containers = containers
+    monkeypatch.setattr(lifecycle.roles, "apply", apply)
+    with pytest.raises(RuntimeError, match="LXD refused"):
+        lifecycle.converge(rt)  # and does not hang
+
+
 def test_converge_waits_for_the_runtimes_problems_and_names_them(stubbed):
     rt = FakeRuntime(model.load())
     rt.problems = lambda: ["greenVM: expected keepalived reports MASTER; found BACKUP"]

@@ -69,7 +69,9 @@ def test_the_seeds_files_are_all_there():
             assert rendered[vm][f"/usr/local/bin/keepalived_{script}.sh"].mode == 0o755
     for c in ("blueDHCP", "greenDHCP"):
         assert set(rendered[c]) == {"/etc/network/interfaces", "/etc/default/isc-dhcp-server",
-                                    "/etc/dhcp/dhcpd.conf"}
+                                    "/etc/dhcp/dhcpd.conf",
+                                    # vxlab's own: dhcpd started without the init script's 2 s sleep
+                                    "/etc/systemd/system/isc-dhcp-server.service"}
 
 
 def test_netns_paths_are_per_node():

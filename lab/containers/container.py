@@ -90,9 +90,24 @@ class LxdContainer:
         hwaddr and mtu override the profile's eth0 for this container; they apply at creation.
         Idempotent, so an overloaded LXD's transient refusal is met by trying again.
         """
-        _again_if_transient(lambda: self._launch(image_alias, hwaddr, mtu))
+        self.create(image_alias, hwaddr, mtu)
+        self.start()
 
-    def _launch(self, image_alias: str, hwaddr: str | None, mtu: int | None) -> None:
+    def create(self, image_alias: str = "vxlab", hwaddr: str | None = None, mtu: int | None = None) -> None:
+        """Create it (if missing), stopped: its NIC's parent need not exist yet, and the
+        first container of a daemon unpacks the image into the pool (seconds) meanwhile."""
+        _again_if_transient(lambda: self._create(image_alias, hwaddr, mtu))
+
+    def start(self) -> None:
+        """Start it if it is not running."""
+        def start() -> None:
+            instance = self._instance()
+            if instance.status != "Running":
+                instance.start(wait=True)
+
+        _again_if_transient(start)
+
+    def _create(self, image_alias: str, hwaddr: str | None, mtu: int | None) -> None:
         client = self.daemon.client()
         if not client.instances.exists(self.name):
             devices = {}
@@ -110,9 +125,6 @@ class LxdContainer:
                 },
                 wait=True,
             )
-        instance = self._instance()
-        if instance.status != "Running":
-            instance.start(wait=True)
 
     def wait_booted(self, timeout: float = 60) -> str:
         """Wait for systemd to finish booting; returns its state ("running", "degraded", ...).

@@ -10,6 +10,7 @@ import re
 import shlex
 
 from lab.facts import Fact, dead
+from lab.host.wait import until
 from lab.model import Lab
 from lab.roles.common import ifupdown, place, service
 from lab.roles.target import Target
@@ -18,6 +19,7 @@ from lab.substrate.systemd import pid_alive
 
 DHCPD = "/etc/dhcp/dhcpd.conf"
 DEFAULTS = "/etc/default/isc-dhcp-server"
+UNIT = "/etc/systemd/system/isc-dhcp-server.service"  # systemd nodes: dhcpd without Debian's script
 LEASES = "/var/lib/dhcp/dhcpd.leases"  # dhcpd records its failover state here too
 TEMPLATES = ("dhcp",)  # and files/dhcp-isc/ or files/dhcp-kea/ (lab/render.py)
 DAEMONS = {"dhcpd": "/run/dhcpd.pid"}
@@ -103,7 +105,41 @@ def apply(t: Target) -> None:
         return
     if t.node.read(LEASES) is None:
         t.node.put(LEASES, "")
-    service(t, dhcpd(t), bool(changed & {DHCPD, DEFAULTS}))
+    if UNIT in changed and not t.light:
+        t.node.run(["systemctl", "daemon-reload"])  # systemd reads the new unit then
+    restart = bool(changed & {DHCPD, DEFAULTS, *(() if t.light else (UNIT,))})
+    starts = restart or not t.node.running(dhcpd(t))
+    if starts:
+        partner_reachable(t)
+    service(t, dhcpd(t), restart)
+    if starts:
+        until(lambda: listening(t), FIRST_CONTACT_WAIT)
+
+
+# dhcpd connects to its partner once as it starts, and after a refused or unanswered connection
+# only 5 s later (failover.c: "add_timeout +5 dhcp_failover_reconnect"), both staying in
+# `recover` meanwhile; the partner's own first connection may be the one that succeeds.
+FIRST_CONTACT_WAIT = 5  # s: then it starts anyway, and dhcpd retries as it does
+
+
+def listening(t: Target) -> bool:
+    """Whether this server's dhcpd listens on its failover port (its partner may connect)."""
+    port = t.lab.tenants[t.spec.tenant].dhcp_server.port
+    r = t.node.run(["ss", "-Hltn", f"sport = :{port}"], check=False)
+    return r.ok and bool(r.out.strip())
+
+
+def partner_reachable(t: Target) -> None:
+    """Before the secondary's dhcpd starts: the primary's started and listening (the
+    lifecycle's `partner_ready`), and its address answering a ping (ARP resolved, the VXLAN
+    carrying), so that the secondary's first connection gets through."""
+    me = t.lab.tenants[t.spec.tenant].dhcp_server
+    if me.role == "primary":
+        return
+    t.partner_ready()
+    peer = next(x.dhcp_server for x in t.lab.tenants.values() if x.dhcp_server.name != me.name)
+    ping = ["ping", "-c", "1", "-W", "1", str(peer.ipv4.ip)]
+    until(lambda: t.node.run(ping, check=False).ok, FIRST_CONTACT_WAIT)
 
 
 # -- facts ------------------------------------------------------------------------------------------

@@ -26,6 +26,9 @@ class Target:
     rewire: Callable[[], None] = lambda: None  # remake wires that ifdown deleted
     # blocks until the nodes its health checks reach are provisioned (a tenant's: the router)
     upstream_ready: Callable[[], object] = lambda: None
+    # blocks until the failover partner it connects to has started (a secondary DHCP server's:
+    # its primary)
+    partner_ready: Callable[[], object] = lambda: None
     actions: list[str] = field(default_factory=list)
 
     @classmethod

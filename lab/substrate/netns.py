@@ -15,7 +15,7 @@ import shlex
 import shutil
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -298,8 +298,9 @@ class NetnsLab:
         """One `up` or `down` of a lab at a time."""
         return exclusive(STATE / f"{self.lab.name}.lock", f"`up` or `down` of lab {self.lab.name!r}")
 
-    def create(self, light_containers: bool) -> None:
-        """Make whatever is missing: namespaces, sysctls, wires, dsw-host's bridges."""
+    def create(self, light_containers: bool, made: Callable[[], object] = lambda: None) -> None:
+        """Make whatever is missing: namespaces, sysctls, wires, dsw-host's bridges; made() is
+        called once the namespaces exist (what needs only them starts meanwhile)."""
         self.state.mkdir(parents=True, exist_ok=True)
         wanted = self.vm_namespaces() + (self.light_namespaces() if light_containers else [])
         existing = namespaces()
@@ -312,6 +313,7 @@ class NetnsLab:
             sh(["ip", "netns", "exec", ns, "sysctl", "-q", "-w",
                 "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0"])
             sh(["ip", "-n", ns, "link", "set", "lo", "up"])
+        made()
         sw = ["ip", "netns", "exec", self.switch, "sysctl", "-q", "-w"]
         sh([*sw, *(f"net.bridge.bridge-nf-call-{t}=0" for t in ("iptables", "ip6tables", "arptables"))])
         for w in self.wires():

@@ -151,3 +151,32 @@ def test_lxd_in_netns(image: Path, daemon: LxdDaemon) -> None:
     assert not daemon.pool_file.parent.exists()
     assert container_cgroups(list(CONTAINERS)) == []
     daemon.stop()  # idempotent
+
+
+def test_created_before_its_bridge(image: Path) -> None:
+    """The embedded lab makes a tenant's containers (stopped) as soon as its namespace exists,
+    before its VM's shared VLAN bridge: LXD accepts the profile and the create then, and the
+    container starts on the bridge once it is there."""
+    subprocess.run(["ip", "netns", "del", NETNS], capture_output=True)  # a previous crash
+    ip("netns", "add", NETNS)
+    d = LxdDaemon(NETNS, WORK / "lxd-t1", POOLS / "hlxd-test" / "lxd-t1.btrfs")
+    try:
+        ip("-n", NETNS, "link", "set", "lo", "up")
+        d.stop()
+        d.start()
+        d.init(BRIDGE, MTU, image)
+        c = LxdContainer(d, "hlxdC0")
+        c.create()
+        assert c.state() == "Stopped"
+        ip("-n", NETNS, "link", "add", BRIDGE, "mtu", str(MTU), "type", "bridge")
+        ip("-n", NETNS, "link", "set", BRIDGE, "up")
+        c.start()
+        assert c.wait_booted() in ("running", "degraded")
+        assert c.run(["cat", "/sys/class/net/eth0/mtu"])[1].strip() == str(MTU)
+        bridged = subprocess.run(["ip", "-n", NETNS, "-o", "link", "show", "master", BRIDGE],
+                                 capture_output=True, text=True, check=True).stdout
+        assert bridged.strip(), "the container's veth is not on the bridge"
+    finally:
+        d.stop()
+        shutil.rmtree(WORK, ignore_errors=True)
+        ip("netns", "del", NETNS)

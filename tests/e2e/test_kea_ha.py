@@ -8,6 +8,8 @@ when lab.yaml says so. Figures are printed (-rA)."""
 from __future__ import annotations
 
 import json
+import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
@@ -51,14 +53,22 @@ def test_every_check_of_the_seed_passes(elab):
 
 
 def test_no_container_runs_kea_but_the_servers(elab):
-    """The LXD image carries Kea with its units disabled: a client does not start it."""
-    if elab.driver != "lxd":
-        pytest.skip("light containers run only what the lab starts")
-    client = elab.node("blueC0")
-    for unit in ("kea-dhcp4-server", "kea-ctrl-agent"):
-        assert client.run(["systemctl", "is-enabled", unit], check=False).out.strip() == "disabled"
-        assert not client.run(["systemctl", "is-active", "--quiet", unit], check=False).ok
-        assert elab.node("blueDHCP").run(["systemctl", "is-enabled", unit]).out.strip() == "enabled"
+    """Kea runs in the two servers only: the LXD image carries it with its units disabled, and
+    a light client's namespace holds only what the lab starts there."""
+    if elab.driver == "lxd":
+        client = elab.node("blueC0")
+        for unit in ("kea-dhcp4-server", "kea-ctrl-agent"):
+            assert client.run(["systemctl", "is-enabled", unit], check=False).out.strip() == "disabled"
+            assert not client.run(["systemctl", "is-active", "--quiet", unit], check=False).ok
+            assert elab.node("blueDHCP").run(["systemctl", "is-enabled", unit]).out.strip() == "enabled"
+        return
+    kea = {"kea-dhcp4", "kea-ctrl-agent"}
+    for node in ("blueC0", "greenC0", "blueDHCP"):
+        pids = subprocess.run(["ip", "netns", "pids", elab.net.ns(node)], capture_output=True,
+                              text=True, check=True).stdout.split()
+        programs = {comm.read_text().strip() for comm in (Path(f"/proc/{p}/comm") for p in pids)
+                    if comm.exists()}
+        assert (programs & kea == kea) if node.endswith("DHCP") else not programs & kea, (node, programs)
 
 
 def test_the_dhcp_drill_with_kea(elab):

@@ -1,6 +1,7 @@
 import copy
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -52,3 +53,14 @@ def running_lab(lab_file):
     lab.up(timeout=120)
     yield lab
     lab.down()
+
+
+def mh_footprint() -> dict[str, list[str]]:
+    """The network namespaces and links named mh* on this machine: what the several-hosts
+    tests make, and must leave as they found it."""
+    def out(*argv: str) -> str:
+        return subprocess.run(argv, capture_output=True, text=True, check=True, timeout=60).stdout
+
+    links = (ln.split(": ")[1].split("@")[0] for ln in out("ip", "-o", "link").splitlines())
+    return {"netns": sorted(n for n in out("ip", "netns", "list").split() if n.startswith("mh")),
+            "links": sorted(n for n in links if n.startswith("mh"))}

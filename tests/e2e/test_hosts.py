@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import needs_root
+from conftest import mh_footprint, needs_root
 from test_vagrant_host import _host_state
 
 from lab import model
@@ -40,12 +40,6 @@ def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess:
     p = subprocess.run(argv, capture_output=True, text=True, timeout=120)
     assert not check or p.returncode == 0, f"{argv}: {p.stderr}"
     return p
-
-
-def mh_now() -> dict[str, list[str]]:
-    links = (ln.split(": ")[1].split("@")[0] for ln in sh("ip", "-o", "link").stdout.splitlines())
-    return {"netns": sorted(n for n in sh("ip", "netns", "list").stdout.split() if n.startswith("mh")),
-            "links": sorted(n for n in links if n.startswith("mh"))}
 
 
 def split_lab(tmp: Path) -> model.Lab:
@@ -135,7 +129,7 @@ def far_run(lab: model.Lab, far: StandIn, command: str) -> str:
 def split():
     if state.RUN.exists() and any(state.RUN.iterdir()) and not os.environ.get("CI"):
         pytest.skip(f"a Vagrant lab's host side is up ({state.RUN}): not beside it")
-    assert mh_now() == {"netns": [], "links": []}, f"left by someone: {mh_now()}"
+    assert mh_footprint() == {"netns": [], "links": []}, f"left by someone: {mh_footprint()}"
     before = _host_state()
     tmp = Path(tempfile.mkdtemp(prefix="mh-"))
     lab = split_lab(tmp)
@@ -174,7 +168,7 @@ def split():
         sh("ip", "netns", "del", FAR, check=False)
         sh("ip", "link", "del", "mhfab0", check=False)
         shutil.rmtree(tmp, ignore_errors=True)
-    assert until(lambda: mh_now() == {"netns": [], "links": []}, 10), mh_now()
+    assert until(lambda: mh_footprint() == {"netns": [], "links": []}, 10), mh_footprint()
     assert _host_state() == before
 
 

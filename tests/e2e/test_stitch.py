@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import needs_root
+from conftest import mh_footprint, needs_root
 
 from lab import model
 from lab.host.wait import until
@@ -41,13 +41,6 @@ def sh(*argv: str, check: bool = True, input: str | None = None) -> subprocess.C
     p = subprocess.run(argv, capture_output=True, text=True, timeout=60, input=input)
     assert not check or p.returncode == 0, f"{argv}: {p.stderr}"
     return p
-
-
-def host_now() -> dict[str, list[str]]:
-    """What this test may make on the machine, and must leave as it found it."""
-    links = (ln.split(": ")[1].split("@")[0] for ln in sh("ip", "-o", "link").stdout.splitlines())
-    return {"netns": sorted(n for n in sh("ip", "netns", "list").stdout.split() if n.startswith("mh")),
-            "links": sorted(n for n in links if n.startswith("mh"))}
 
 
 def split_lab() -> model.Lab:
@@ -99,7 +92,7 @@ def set_fabric_mtu(mtu: int) -> None:
 @pytest.fixture(scope="module")
 def stitched():
     """Two hosts, stitched; yields their Ovs and plans; removes all it made (also after a failure)."""
-    before = host_now()
+    before = mh_footprint()
     assert not before["netns"] and not before["links"], f"left by someone: {before}"
     lab = split_lab()
     run = Path(tempfile.mkdtemp(prefix="mh-"))  # short: a unix socket's path has 107 bytes
@@ -143,7 +136,7 @@ def stitched():
         for ns in [*HOSTS, *(c[0] for c in CLIENTS)]:
             sh("ip", "netns", "del", ns, check=False)
         shutil.rmtree(run, ignore_errors=True)
-    assert host_now() == before
+    assert mh_footprint() == before
 
 
 def test_each_vlan_crosses_to_itself_and_never_to_the_other(stitched):

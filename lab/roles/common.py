@@ -14,6 +14,8 @@ def place(t: Target, skip: tuple[str, ...] = (INTERFACES,)) -> set[str]:
     changed = {p for p, f in t.files.items() if p not in skip and t.node.put(p, f.text, f.mode)}
     if changed:
         t.did(f"placed {len(changed)} file(s)")
+    if any(p.startswith("/etc/systemd/") for p in changed):
+        t.node.units_changed()  # units and drop-ins count from then on, for running units too
     return changed
 
 

@@ -105,8 +105,6 @@ def apply(t: Target) -> None:
         return
     if t.node.read(LEASES) is None:
         t.node.put(LEASES, "")
-    if UNIT in changed and not t.light:
-        t.node.run(["systemctl", "daemon-reload"])  # systemd reads the new unit then
     restart = bool(changed & {DHCPD, DEFAULTS, *(() if t.light else (UNIT,))})
     starts = restart or not t.node.running(dhcpd(t))
     if starts:

@@ -59,8 +59,6 @@ def apply(t: Target) -> None:
     sysctl(t)
     ifupdown(t)
     *probers, radvd, keepalived = services(t)
-    if t.node.kind == "VM" and any(p.startswith("/etc/systemd/") for p in changed):
-        t.node.run(["systemctl", "daemon-reload"])  # systemd reads new units and drop-ins then
     for prober in probers:
         service(t, prober, PROBER in changed)
     service(t, radvd, RADVD in changed)

@@ -94,6 +94,9 @@ class Node(Protocol):
     def running(self, service: Service) -> bool:
         """Whether the service runs."""
 
+    def units_changed(self) -> None:
+        """Files of its systemd units changed: make its init read them (nothing without one)."""
+
     def log(self, service: Service, lines: int = 50) -> str:
         """The service's last log lines."""
 

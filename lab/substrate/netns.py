@@ -144,6 +144,9 @@ class NetnsNode:
             tail = log.read_text(errors="replace").strip().splitlines()[-5:]
             raise CommandError(self.name, Result(service.argv, p.returncode, "", "\n".join(tail)))
 
+    def units_changed(self) -> None:
+        pass  # no init in a namespace: the substrate runs each service's argv itself
+
     def stop(self, service: Service) -> None:
         pid = self.pid(service)
         if pid:

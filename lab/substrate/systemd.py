@@ -38,6 +38,9 @@ class SystemdServices:
         self.run(["systemctl", "enable", unit], check=False)  # type: ignore[attr-defined]
         self.run(["systemctl", "restart", unit])  # type: ignore[attr-defined]
 
+    def units_changed(self: _Runs) -> None:
+        self.run(["systemctl", "daemon-reload"])
+
     def stop(self: _Runs, service: Service) -> None:
         self.run(["systemctl", "stop", service.unit or service.name], check=False)
 

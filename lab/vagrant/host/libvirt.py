@@ -183,16 +183,6 @@ class Libvirt:
             path.write_text(xml)
             self.virsh("net-create", str(path))
             self.say(f"libvirt network {name} created")
-        self.pin_vms()
-
-    def pin_vms(self) -> None:
-        """The host's neighbour entries for the VMs' management addresses, fixed to their MACs
-        as the DHCP hosts are: an emulated VM too busy to answer ARP for a few seconds would
-        otherwise end every SSH session and LXD request to it (No route to host), and nothing
-        else on that network can take a VM's address. They go with the bridge at host.down."""
-        for vm in specs.vms(self.lab):
-            sh(["ip", "neigh", "replace", vm.mgmt_address, "lladdr", vm.mgmt_mac, "dev",
-                self.mgmt.bridge, "nud", "permanent"])
 
     def pool(self) -> None:
         """vagrant-libvirt's storage pool, unless there: made transient (nothing under /etc)."""
